@@ -1,0 +1,194 @@
+"""The coordinator's bookkeeping, without Ray: scores, recent accuracy, weights, history.
+
+Two views of each member's accuracy (DESIGN rule 4):
+
+* its own prequential accuracy on its own partition, reported by the member;
+* its accuracy on the *shared evaluation sample*: a thin, recent, cross-partition
+  sample of rows that members forward before training on them. Every member is scored
+  on the same rows, with the snapshot Serve would use, so weights compare like with
+  like even when partitions differ (one may be all noise).
+
+Weights come from the shared-sample accuracy once a member has `min_eval_rows` scored
+rows there, from its own accuracy before that.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from actors.weighting import RecentAccuracy, mixing_weights
+
+__all__ = ["CoordinatorCore", "MemberRecord"]
+
+
+@dataclass
+class MemberRecord:
+    """What the coordinator knows about one member."""
+
+    member_id: int
+    partitions: list[int]
+    rows: int = 0
+    dead_letter: int = 0
+    own_accuracy: float | None = None
+    has_snapshot: bool = False
+    done: bool = False
+    shared: RecentAccuracy = field(default_factory=lambda: RecentAccuracy(2000))
+
+
+class CoordinatorCore:
+    """Recent accuracy per member and for the ensemble; the mixing weights they imply.
+
+    Args:
+        partitions_by_member: member id -> the source partitions it reads.
+        window: rows of the shared evaluation sample that count as "recent".
+        policy: weighting policy name (see `actors.weighting`).
+        floor: minimum weight of an above-chance member.
+        min_eval_rows: shared-sample rows a member needs before they set its weight.
+    """
+
+    def __init__(
+        self,
+        partitions_by_member: dict[int, list[int]],
+        *,
+        window: int = 2000,
+        policy: str = "accuracy",
+        floor: float = 0.0,
+        min_eval_rows: int = 50,
+    ):
+        self.window = int(window)
+        self.policy = policy
+        self.floor = float(floor)
+        self.min_eval_rows = int(min_eval_rows)
+        self.members = {
+            mid: MemberRecord(mid, list(parts), shared=RecentAccuracy(self.window))
+            for mid, parts in partitions_by_member.items()
+        }
+        self.ensemble = RecentAccuracy(self.window)
+        self.equal_weight = RecentAccuracy(self.window)
+        self._labels: deque[float] = deque(maxlen=self.window)
+        self.history: list[dict] = []
+        # Validate policy and floor now, not at the first weight update.
+        mixing_weights([None] * len(self.members), chance=0.5, policy=policy, floor=floor)
+
+    @property
+    def member_ids(self) -> list[int]:
+        return sorted(self.members)
+
+    def record_stats(self, member_id: int, stats: dict) -> None:
+        """Take a member's own counters (rows, dead letters, own recent accuracy, done)."""
+        record = self.members[member_id]
+        record.rows = int(stats.get("rows", record.rows))
+        record.dead_letter = int(stats.get("dead_letter", record.dead_letter))
+        record.own_accuracy = stats.get("recent_accuracy", record.own_accuracy)
+        record.done = bool(stats.get("done", record.done))
+
+    def mark_snapshot(self, member_id: int) -> None:
+        self.members[member_id].has_snapshot = True
+
+    def record_scores(self, probabilities: np.ndarray, labels: np.ndarray) -> None:
+        """Score every member with a snapshot on shared-sample rows none has trained on.
+
+        Args:
+            probabilities: (n, members) positive-class probability of each member, in
+                `member_ids` order (columns of members without a snapshot are ignored).
+            labels: (n,) true labels.
+        """
+        labels = np.asarray(labels, dtype=np.float32).reshape(-1)
+        if labels.size == 0:
+            return
+        ids = self.member_ids
+        eligible = [i for i, mid in enumerate(ids) if self.members[mid].has_snapshot]
+        if not eligible:
+            return
+        weights = self.mixing_weights()
+        predicted = probabilities > 0.5
+        truth = labels > 0.5
+        for i in eligible:
+            self.members[ids[i]].shared.add(predicted[:, i] == truth)
+        mixed = probabilities @ weights
+        equal = probabilities[:, eligible].mean(axis=1)
+        self.ensemble.add((mixed > 0.5) == truth)
+        self.equal_weight.add((equal > 0.5) == truth)
+        self._labels.extend(labels.tolist())
+
+    def chance(self) -> float:
+        """Accuracy of always predicting the recent majority class (0.5 with no data)."""
+        if not self._labels:
+            return 0.5
+        positive = float(np.mean(np.asarray(self._labels) > 0.5))
+        return max(positive, 1.0 - positive)
+
+    def mixing_weights(self) -> np.ndarray:
+        """Current weights in `member_ids` order; members without a snapshot get 0."""
+        ids = self.member_ids
+        eligible = [mid for mid in ids if self.members[mid].has_snapshot]
+        weights = np.zeros(len(ids))
+        if not eligible:
+            return weights
+        accuracies: list[float | None] = []
+        for mid in eligible:
+            record = self.members[mid]
+            use_shared = record.shared.rows >= self.min_eval_rows
+            accuracies.append(record.shared.value() if use_shared else record.own_accuracy)
+        mixed = mixing_weights(
+            accuracies, chance=self.chance(), policy=self.policy, floor=self.floor
+        )
+        for mid, w in zip(eligible, mixed, strict=True):
+            weights[ids.index(mid)] = w
+        return weights
+
+    def record_history(self, elapsed_s: float) -> dict:
+        """Append one point of the accuracy and weight history (for the report and plot)."""
+        weights = self.mixing_weights()
+        point = {
+            "rows": sum(r.rows for r in self.members.values()),
+            "elapsed_s": round(float(elapsed_s), 3),
+            "ensemble_accuracy": self.ensemble.value(),
+            "equal_weight_accuracy": self.equal_weight.value(),
+            "members": {
+                str(mid): {"accuracy": self.members[mid].shared.value(), "weight": float(w)}
+                for mid, w in zip(self.member_ids, weights, strict=True)
+            },
+        }
+        self.history.append(point)
+        return point
+
+    def summary(self) -> dict:
+        """Members and ensemble figures, in the report's shape."""
+        weights = self.mixing_weights()
+        members = []
+        for mid, w in zip(self.member_ids, weights, strict=True):
+            record = self.members[mid]
+            members.append(
+                {
+                    "id": mid,
+                    "partitions": record.partitions,
+                    "rows": record.rows,
+                    "dead_letter": record.dead_letter,
+                    "recent_accuracy": record.shared.value(),
+                    "own_recent_accuracy": record.own_accuracy,
+                    "eval_accuracy": record.shared.cumulative(),
+                    "eval_rows": record.shared.total_rows,
+                    "weight": float(w),
+                    "done": record.done,
+                }
+            )
+        member_totals = [
+            float(acc)
+            for mid in self.member_ids
+            if (acc := self.members[mid].shared.cumulative()) is not None
+        ]
+        return {
+            "members": members,
+            "ensemble": {
+                "prequential_accuracy": self.ensemble.cumulative(),
+                "equal_weight_accuracy": self.equal_weight.cumulative(),
+                "best_member_accuracy": max(member_totals) if member_totals else None,
+                "recent_accuracy": self.ensemble.value(),
+                "eval_rows": self.ensemble.total_rows,
+                "chance": self.chance(),
+            },
+        }

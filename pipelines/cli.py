@@ -1,0 +1,188 @@
+"""`online-ensemble` command line. The only module that prints or configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+from actors.errors import OnlineEnsembleError
+from pipelines.config import DEFAULT_SOURCE, load_config
+
+__all__ = ["main"]
+
+logger = logging.getLogger("pipelines.cli")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer sizes like 32,32, got {text!r}"
+        ) from None
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="online-ensemble",
+        description="Distributed online ensemble learning on Ray: members train on their own "
+        "stream partitions, a coordinator weights them, Ray Serve answers predictions.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    run = commands.add_parser(
+        "run",
+        help="train on a stream and serve the weighted ensemble over HTTP",
+        description="Start (or join) Ray, one member actor per member, a coordinator and a Serve "
+        "app; train until a bounded stream ends (or Ctrl-C/SIGTERM), then write DIR/report.json "
+        "and DIR/accuracy.png. Flags override --config.",
+    )
+    run.add_argument(
+        "--config", metavar="FILE", help="YAML or TOML file with the same settings as the flags"
+    )
+    run.add_argument(
+        "--source", metavar="URI", help=f"stream to learn from (default {DEFAULT_SOURCE})"
+    )
+    run.add_argument(
+        "--members", type=_positive_int, metavar="N", help="ensemble members (default 4)"
+    )
+    run.add_argument(
+        "--partitions",
+        type=_positive_int,
+        metavar="N",
+        help="partitions of a splittable source (default: members)",
+    )
+    run.add_argument(
+        "--rows",
+        type=_positive_int,
+        metavar="N",
+        help="cap on a synthetic stream's rows (default 200000)",
+    )
+    run.add_argument("--seed", type=int, help="seed of streams, weights and sampling (default 0)")
+    run.add_argument("--port", type=int, help="HTTP port of /predict (default 8000)")
+    run.add_argument(
+        "--host", help="address to bind HTTP to (default 127.0.0.1; anything else exposes it)"
+    )
+    run.add_argument(
+        "--report",
+        metavar="DIR",
+        type=Path,
+        help="where report.json and accuracy.png go (default ./report)",
+    )
+    run.add_argument(
+        "--address",
+        help="Ray cluster to join, e.g. 'auto' on a cluster node (default: embedded Ray)",
+    )
+    run.add_argument(
+        "--keep-serving",
+        action="store_true",
+        default=None,
+        help="keep serving after the stream ends, until Ctrl-C",
+    )
+    run.add_argument(
+        "--dead-letter", metavar="FILE", type=Path, help="JSON-lines file for rejected records"
+    )
+    run.add_argument(
+        "--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 32,32"
+    )
+    run.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.02)")
+    run.add_argument(
+        "--batch-size", type=_positive_int, help="rows per training step (default 128)"
+    )
+    run.add_argument(
+        "--policy", choices=["accuracy", "uniform"], help="weighting policy (default accuracy)"
+    )
+    run.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress display",
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {
+        key: value for key, value in vars(args).items() if key not in ("command", "config")
+    }
+    config = load_config(args.config, overrides)
+    # Heavy imports only once the arguments are known good: `--help` and errors stay fast.
+    from pipelines.job import Job
+    from pipelines.progress import ProgressDisplay
+    from pipelines.report import summarise
+
+    job = Job(config)
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop_requested.is_set():
+            raise KeyboardInterrupt  # second signal: stop waiting for a graceful finish
+        stop_requested.set()
+        logger.warning(
+            "%s received: finishing the current batches, then writing the report",
+            signal.Signals(signum).name,
+        )
+        job.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with job:
+        job.start()
+        print(f"serving on {job.url}/predict while training", file=sys.stderr)
+        with ProgressDisplay(enabled=config.progress) as progress:
+            report = job.wait(on_status=progress.update)
+        print(summarise(report))
+        if job.report_paths is not None:
+            print(f"report: {job.report_paths.json_path}  plot: {job.report_paths.plot_path}")
+        if config.keep_serving and not stop_requested.is_set():
+            print(
+                f"stream ended; still serving on {job.url}/predict (Ctrl-C to stop)",
+                file=sys.stderr,
+            )
+            stop_requested.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "run":
+            return _run(args)
+    except OnlineEnsembleError as error:
+        print(f"online-ensemble: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("online-ensemble: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

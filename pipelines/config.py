@@ -1,0 +1,178 @@
+"""Job configuration: one validated object, loaded from YAML/TOML and overridden by flags.
+
+Every field is described; errors say what was expected and what was received, and the
+CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from actors.errors import ConfigError
+from actors.member_core import MemberConfig
+from actors.models import ModelSpec
+
+__all__ = ["JobConfig", "load_config"]
+
+DEFAULT_SOURCE = "synthetic://hyperplane"
+
+
+class JobConfig(BaseModel):
+    """Everything `online-ensemble run` needs. Flags and config files set the same fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(
+        DEFAULT_SOURCE,
+        description="stream URI: synthetic://hyperplane, a path, file://, s3://, ...",
+    )
+    members: int = Field(4, ge=1, le=256, description="ensemble members, one Ray actor each")
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        description="partitions to split a splittable source into (default: one per member)",
+    )
+    rows: int | None = Field(None, ge=1, description="cap on the synthetic stream's total rows")
+    seed: int = Field(0, description="seeds synthetic streams, weight initialisation and sampling")
+    host: str = Field(
+        "127.0.0.1", description="address Serve binds to; loopback unless you mean otherwise"
+    )
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve endpoint")
+    report: Path = Field(Path("report"), description="directory for report.json and accuracy.png")
+    address: str | None = Field(
+        None, description="Ray cluster to join (e.g. 'auto'); default: embedded Ray"
+    )
+    keep_serving: bool = Field(
+        False, description="keep the HTTP endpoint up after a bounded stream ends"
+    )
+    dead_letter: Path | None = Field(
+        None, description="JSON-lines file for rejected records (default: REPORT/dead_letter.jsonl)"
+    )
+    progress: bool = Field(True, description="show progress while training")
+
+    hidden: tuple[int, ...] = Field((32, 32), description="hidden layer sizes of each member's MLP")
+    learning_rate: float = Field(0.02, gt=0, description="Adam learning rate")
+    batch_size: int = Field(128, ge=1, le=65536, description="rows per training step")
+    eval_fraction: float = Field(
+        0.05, ge=0, lt=1, description="share of rows forwarded to the shared evaluation sample"
+    )
+    window: int = Field(2000, ge=10, description="rows that count as recent accuracy")
+    policy: Literal["accuracy", "uniform"] = Field("accuracy", description="weighting policy")
+    weight_floor: float = Field(
+        0.0, ge=0, lt=1, description="minimum weight of an above-chance member"
+    )
+    publish_interval_s: float = Field(
+        0.25, gt=0, description="longest time between member snapshots"
+    )
+    publish_every_rows: int = Field(
+        2048, ge=1, description="most rows a member learns between snapshots"
+    )
+    member_cpus: float | None = Field(
+        None,
+        gt=0,
+        description="CPUs reserved per member (default: cluster CPUs / members, at most 1)",
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> JobConfig:
+        if self.partitions is not None and self.partitions < self.members:
+            raise ValueError(
+                f"partitions ({self.partitions}) must be >= members ({self.members}): "
+                "every member needs one"
+            )
+        if self.weight_floor * self.members >= 1:
+            raise ValueError(
+                f"weight_floor ({self.weight_floor}) times members ({self.members}) must be < 1"
+            )
+        return self
+
+    @property
+    def partition_count(self) -> int:
+        return self.partitions if self.partitions is not None else self.members
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return (
+            self.dead_letter if self.dead_letter is not None else self.report / "dead_letter.jsonl"
+        )
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(hidden=self.hidden, learning_rate=self.learning_rate)
+
+    def member_config(self) -> MemberConfig:
+        return MemberConfig(
+            model=self.model_spec(),
+            batch_size=self.batch_size,
+            eval_fraction=self.eval_fraction,
+            window=self.window,
+            publish_interval_s=self.publish_interval_s,
+            publish_every_rows=self.publish_every_rows,
+            seed=self.seed,
+        )
+
+    @classmethod
+    def build(cls, **values: Any) -> JobConfig:
+        """Validate `values`; raises ConfigError with a one-line message on failure."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise ConfigError(_one_line(error)) from None
+
+
+def _one_line(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = (
+                f"unknown setting; known settings: {', '.join(sorted(JobConfig.model_fields))}"
+            )
+        received = item.get("input")
+        shown = (
+            f" (got {received!r})"
+            if item["type"] not in ("extra_forbidden",) and not isinstance(received, dict)
+            else ""
+        )
+        problems.append(f"{where}: {message}{shown}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """Read a YAML or TOML file (by extension) and apply `overrides` (flags) on top.
+
+    Raises:
+        ConfigError: unreadable file, bad syntax, not a mapping, or invalid values.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read config file {str(path)!r}: {error.strerror or error}"
+            ) from None
+        try:
+            if path.suffix.lower() == ".toml":
+                loaded: Any = tomllib.loads(text)
+            else:
+                loaded = yaml.safe_load(text)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+            first = str(error).strip().splitlines()[0]
+            raise ConfigError(f"cannot parse config file {str(path)!r}: {first}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {str(path)!r} must hold a mapping of settings, "
+                f"got {type(loaded).__name__}"
+            )
+        values.update({str(k).replace("-", "_"): v for k, v in loaded.items()})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return JobConfig.build(**values)

@@ -1,0 +1,305 @@
+"""The job: assembles Ray, the member actors, the coordinator and the Serve app.
+
+`Job` is the Python API; the CLI is a thin shell around it::
+
+    from pipelines.config import JobConfig
+    from pipelines.job import Job
+
+    with Job(JobConfig(members=4, rows=100_000)) as job:
+        job.start()
+        print(job.predict([{f"x{i}": 0.5 for i in range(10)}]))
+        report = job.wait()          # until the bounded stream ends
+
+Rows never pass through the driver: it opens the source only to list partitions and
+read the schema; members open their own partitions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray import serve
+
+from actors.coordinator import COORDINATOR_NAME, CoordinatorActor
+from actors.member import MemberActor
+from actors.serve_app import build_app
+from pipelines.config import JobConfig
+from pipelines.report import ReportPaths, write_report
+from pipelines.sources import SourceSpec, open_source
+
+__all__ = ["APP_NAME", "Job", "assign_partitions"]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "online-ensemble"
+NAMESPACE = "online-ensemble"
+
+
+def assign_partitions(partitions: list[int], members: int) -> dict[int, list[int]]:
+    """Round-robin partitions over members: member i gets partitions i, i+m, i+2m, ..."""
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    if len(partitions) < members:
+        raise ValueError(f"{len(partitions)} partition(s) cannot feed {members} members")
+    return {m: partitions[m::members] for m in range(members)}
+
+
+class Job:
+    """One online-ensemble job.
+
+    Args:
+        config: validated job settings.
+    """
+
+    def __init__(self, config: JobConfig):
+        self.config = config
+        self.source = SourceSpec(
+            uri=config.source, partitions=config.partition_count, rows=config.rows, seed=config.seed
+        )
+        self._owns_ray = False
+        self._members: dict[int, Any] = {}
+        self._runs: dict[int, Any] = {}
+        self._final: dict[int, dict] = {}
+        self._coordinator: Any = None
+        self._features: list[str] = []
+        self._stop = threading.Event()
+        self._started_at: float | None = None
+        self._training_started_at: float | None = None
+        self._training_ended_at: float | None = None
+        self.report_paths: ReportPaths | None = None
+        self.partitions_by_member: dict[int, list[int]] = {}
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the source's metadata, start Ray, the coordinator, members and Serve."""
+        cfg = self.config
+        self._started_at = time.monotonic()
+        stream = open_source(self.source)  # raises ConfigError before Ray starts
+        partitions = stream.partitions()
+        self._features = list(stream.schema.features)
+        self.partitions_by_member = assign_partitions(partitions, cfg.members)
+        self._start_ray()
+        member_cpus = self._member_cpus()
+        spec = cfg.model_spec()
+        self._coordinator = CoordinatorActor.options(  # type: ignore[attr-defined]
+            name=COORDINATOR_NAME, namespace=NAMESPACE, get_if_exists=False
+        ).remote(
+            self.partitions_by_member,
+            len(self._features),
+            spec,
+            window=cfg.window,
+            policy=cfg.policy,
+            floor=cfg.weight_floor,
+        )
+        cfg.report.mkdir(parents=True, exist_ok=True)
+        member_config = cfg.member_config()
+        for member_id, owned in self.partitions_by_member.items():
+            actor = MemberActor.options(num_cpus=member_cpus).remote(  # type: ignore[attr-defined]
+                member_id,
+                self.source,
+                owned,
+                member_config,
+                self._coordinator,
+                num_cpus=member_cpus,
+                dead_letter_path=str(cfg.dead_letter_path),
+            )
+            self._members[member_id] = actor
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        serve.run(
+            build_app(self._coordinator, self._features, spec, expected_members=cfg.members),
+            name=APP_NAME,
+            route_prefix="/",
+        )
+        # Train only once every part is up: members built (in parallel with Serve), the
+        # coordinator answering, a replica live. Otherwise a short stream could be learned
+        # before anyone can ask for a prediction.
+        ray.get(
+            [self._coordinator.latest_version.remote()]
+            + [m.ready.remote() for m in self._members.values()]
+        )
+        self._training_started_at = time.monotonic()
+        self._runs = {mid: actor.run.remote() for mid, actor in self._members.items()}
+        self._wait_until_serving()
+        logger.info("serving on %s/predict", self.url)
+
+    def _wait_until_serving(self, timeout_s: float = 120.0) -> None:
+        """Block until a replica answers with a published snapshot (members publish fast)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
+                    if json.loads(response.read()).get("weights_version") is not None:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass  # proxy not accepting yet
+            done, _ = ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=0.2)
+            if len(done) == len(self._runs):
+                ray.get(done)  # every member finished (or failed) before Serve was live
+                return
+        raise RuntimeError(f"Serve did not become ready on {self.url} within {timeout_s:.0f}s")
+
+    def _start_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        options: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "logging_level": logging.WARNING,
+            "log_to_driver": False,
+        }
+        if self.config.address:
+            options["address"] = self.config.address
+        else:
+            # Embedded Ray: loopback only, no dashboard (nothing to expose by default).
+            options.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+        ray.init(**options)
+        self._owns_ray = True
+
+    def _member_cpus(self) -> float:
+        if self.config.member_cpus is not None:
+            return self.config.member_cpus
+        total = float(ray.cluster_resources().get("CPU", 1.0))
+        # Floor to hundredths so members * cpus never exceeds what the cluster has.
+        return max(0.01, min(1.0, math.floor(100 * total / self.config.members) / 100))
+
+    def request_stop(self) -> None:
+        """Ask members to stop after their current batch (safe from a signal handler)."""
+        self._stop.set()
+
+    def wait(self, on_status: Callable[[dict], None] | None = None, poll_s: float = 0.5) -> dict:
+        """Train until the bounded source ends or `request_stop`; then finish and report."""
+        pending = dict(self._runs)
+        while pending and not self._stop.is_set():
+            ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=poll_s)
+            for mid, ref in list(pending.items()):
+                if ref in ready:
+                    self._final[mid] = ray.get(ref)
+                    del pending[mid]
+            if on_status is not None:
+                on_status(self.status())
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Stop members (finishing their batch), collect final stats and write the report."""
+        for actor in self._members.values():
+            actor.stop.remote()
+        for mid, ref in self._runs.items():
+            if mid not in self._final:
+                self._final[mid] = ray.get(ref)
+        self._training_ended_at = time.monotonic()
+        report = self._report()
+        history = ray.get(self._coordinator.history.remote())
+        self.report_paths = write_report(report, history, self.config.report)
+        return report
+
+    def shutdown(self) -> None:
+        """Tear down Serve and, if this job started it, Ray."""
+        if not ray.is_initialized():
+            return
+        try:
+            serve.shutdown()
+            for actor in [*self._members.values(), self._coordinator]:
+                if actor is not None:
+                    ray.kill(actor)
+            if self._coordinator is not None:
+                _wait_for_name_release(COORDINATOR_NAME)
+        finally:
+            self._members.clear()
+            self._coordinator = None
+            if self._owns_ray:
+                ray.shutdown()
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # -- what users ask while it runs -------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def predict(self, rows: list[dict[str, float]], timeout_s: float = 10.0) -> dict:
+        """Weighted ensemble prediction through the same HTTP endpoint users call."""
+        body = json.dumps({"rows": rows}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/predict", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            detail = json.loads(error.read() or b"{}").get("error", error.reason)
+            raise RuntimeError(f"predict failed with HTTP {error.code}: {detail}") from None
+
+    def status(self) -> dict:
+        """Rows, throughput, accuracy and weights right now."""
+        summary = ray.get(self._coordinator.status.remote())
+        live = {mid: self._final.get(mid) for mid in self._members}
+        unfinished = [mid for mid, stats in live.items() if stats is None]
+        if unfinished:
+            fetched = ray.get([self._members[mid].stats.remote() for mid in unfinished])
+            live.update(zip(unfinished, fetched, strict=True))
+        return self._assemble(summary, live)
+
+    def _assemble(self, summary: dict, member_stats: dict[int, dict | None]) -> dict:
+        now = self._training_ended_at or time.monotonic()
+        elapsed = now - (self._training_started_at or now)
+        members = []
+        for entry in summary["members"]:
+            stats = member_stats.get(entry["id"]) or {}
+            merged = {
+                **entry,
+                **{
+                    k: stats[k]
+                    for k in ("rows", "rows_seen", "rows_per_s", "offsets", "tf_threads")
+                    if k in stats
+                },
+            }
+            members.append(merged)
+        rows_trained = sum(int((s or {}).get("rows", 0)) for s in member_stats.values())
+        return {
+            "rows_seen": sum(int((s or {}).get("rows_seen", 0)) for s in member_stats.values()),
+            "rows_trained": rows_trained,
+            "dead_letter": sum(int((s or {}).get("dead_letter", 0)) for s in member_stats.values()),
+            "elapsed_s": round(elapsed, 3),
+            "throughput_rows_per_s": rows_trained / elapsed if elapsed > 0 else 0.0,
+            "weights_version": summary.get("weights_version"),
+            "members": members,
+            "ensemble": summary["ensemble"],
+            "coordinator": summary.get("coordinator", {}),
+        }
+
+    def _report(self) -> dict:
+        summary = ray.get(self._coordinator.status.remote())
+        report = self._assemble(summary, dict(self._final))
+        report["source"] = self.config.source
+        report["startup_and_run_s"] = round(time.monotonic() - (self._started_at or 0.0), 3)
+        report["dead_letter_path"] = str(self.config.dead_letter_path)
+        report["config"] = self.config.model_dump(mode="json")
+        report["stopped_early"] = self._stop.is_set()
+        return report
+
+
+def _wait_for_name_release(name: str, timeout_s: float = 30.0) -> None:
+    """`ray.kill` returns before the actor is gone; a new job needs the name free."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)  # polling a deadline-bounded wait
+    logger.warning("actor %r still registered %.0fs after it was killed", name, timeout_s)

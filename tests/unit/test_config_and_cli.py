@@ -1,0 +1,85 @@
+"""Config validation and the CLI's bad-input paths (none of these start Ray)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from actors.errors import ConfigError
+from pipelines.cli import main
+from pipelines.config import JobConfig, load_config
+from pipelines.job import assign_partitions
+
+
+def test_defaults_are_loopback_and_four_members():
+    config = JobConfig()
+    assert config.host == "127.0.0.1" and config.members == 4 and config.partition_count == 4
+
+
+def test_cross_field_errors_repeat_the_values():
+    with pytest.raises(ConfigError, match=r"partitions \(2\) must be >= members \(4\)"):
+        JobConfig.build(members=4, partitions=2)
+
+
+def test_yaml_and_toml_files_with_flag_overrides(tmp_path):
+    (tmp_path / "job.yaml").write_text("members: 3\nrows: 1000\nbatch-size: 64\n")
+    (tmp_path / "job.toml").write_text('members = 2\nsource = "synthetic://hyperplane"\n')
+    from_yaml = load_config(tmp_path / "job.yaml", {"rows": 500, "seed": None})
+    assert (from_yaml.members, from_yaml.rows, from_yaml.batch_size) == (3, 500, 64)
+    assert load_config(tmp_path / "job.toml").members == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "message"),
+    [
+        ("members: [\n", ".yaml", "cannot parse"),
+        ("- 1\n- 2\n", ".yaml", "must hold a mapping"),
+        ("members = \n", ".toml", "cannot parse"),
+        ("bogus: 1\n", ".yaml", "unknown setting"),
+        ("members: 0\n", ".yaml", "members"),
+    ],
+)
+def test_bad_config_files(tmp_path, text, suffix, message):
+    path = tmp_path / f"job{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_partition_assignment_round_robin():
+    assert assign_partitions([0, 1, 2, 3, 4], 2) == {0: [0, 2, 4], 1: [1, 3]}
+    with pytest.raises(ValueError, match="cannot feed"):
+        assign_partitions([0], 2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--source", "foo://bar"], "unknown source scheme"),
+        (["run", "--members", "0"], "must be >= 1"),
+        (["run", "--config", "/nonexistent/job.yaml"], "cannot read config file"),
+        (["run", "--members", "two"], "expected a whole number"),
+        (["run", "--port", "70000"], "port"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_cli_input_is_one_line_nonzero(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(main(argv))
+    assert exited.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_console_script_reports_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--source", "nope://x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("online-ensemble: error: unknown source scheme")
+    assert "Traceback" not in result.stderr
