@@ -58,7 +58,7 @@ class CoordinatorActor:
         window: int = 2000,
         policy: str = "accuracy",
         floor: float = 0.0,
-        history_interval_s: float = 0.5,
+        history_interval_s: float = 0.2,
     ):
         configure_tensorflow(1)
         self._core = CoordinatorCore(

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows",
         type=_positive_int,
         metavar="N",
-        help="cap on a synthetic stream's rows (default 200000)",
+        help="cap on a synthetic stream's rows (default 1000000)",
     )
     run.add_argument("--seed", type=int, help="seed of streams, weights and sampling (default 0)")
     run.add_argument("--port", type=int, help="HTTP port of /predict (default 8000)")
@@ -147,10 +147,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         job.request_stop()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    def install_handlers() -> None:
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    install_handlers()
     with job:
-        job.start()
+        job.start(on_ray_ready=install_handlers)  # ray.init replaces the SIGTERM handler
         print(f"serving on {job.url}/predict while training", file=sys.stderr)
         with ProgressDisplay(enabled=config.progress) as progress:
             report = job.wait(on_status=progress.update)

@@ -81,8 +81,14 @@ class Job:
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Open the source's metadata, start Ray, the coordinator, members and Serve."""
+    def start(self, on_ray_ready: Callable[[], None] | None = None) -> None:
+        """Open the source's metadata, start Ray, the coordinator, members and Serve.
+
+        Args:
+            on_ray_ready: called right after Ray is up. `ray.init` installs its own
+                SIGTERM handler in the driver, so a caller that wants graceful shutdown
+                installs its signal handlers here.
+        """
         cfg = self.config
         self._started_at = time.monotonic()
         stream = open_source(self.source)  # raises ConfigError before Ray starts
@@ -90,6 +96,8 @@ class Job:
         self._features = list(stream.schema.features)
         self.partitions_by_member = assign_partitions(partitions, cfg.members)
         self._start_ray()
+        if on_ray_ready is not None:
+            on_ray_ready()
         member_cpus = self._member_cpus()
         spec = cfg.model_spec()
         self._coordinator = CoordinatorActor.options(  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ URI options (query string): ``features`` (int >= 2, default 10), ``drift_at`` (f
 [0, 1] or ``none``, default 0.5), ``noise`` (flip probability per partition in [0, 1], a
 comma list cycled over partitions, default ``0.0,0.05,0.1,0.3``), ``rotation`` (radians
 per row, >= 0, default 0.0), ``rows`` (total rows, overrides ``SourceSpec.rows``; default
-200_000), split evenly over ``spec.partitions`` with the remainder going to the first ones.
+1_000_000), split evenly over ``spec.partitions`` with the remainder going to the first ones.
 
 Determinism: rows are generated in fixed blocks of `BLOCK_ROWS`, each from its own
 ``SeedSequence(seed, spawn_key=(1, partition, block))``, so a row depends only on
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 BLOCK_ROWS = 4096
 """Rows per generated block; part of the stream's identity (changing it changes the data)."""
 
-DEFAULT_ROWS = 200_000
+DEFAULT_ROWS = 1_000_000
 DEFAULT_NOISE = (0.0, 0.05, 0.1, 0.3)
 GENERATORS = ("hyperplane",)
 
