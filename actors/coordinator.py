@@ -24,8 +24,8 @@ import ray
 
 from actors.coordination import CoordinatorCore
 from actors.ensemble_model import EnsembleModel
-from actors.models import ModelSpec
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
+from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
 
 __all__ = ["COORDINATOR_NAME", "CoordinatorActor"]

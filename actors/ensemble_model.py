@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from actors.errors import ModelError
-from actors.models import ModelSpec, build_model
+from actors.models import build_model
+from actors.specs import ModelSpec
 
 __all__ = ["EnsembleModel"]
 

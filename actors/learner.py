@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from actors.errors import ModelError
-from actors.models import ModelSpec, RunningStandardize, build_model
+from actors.models import RunningStandardize, build_model
+from actors.specs import ModelSpec
 
 __all__ = ["BatchOutcome", "OnlineLearner"]
 

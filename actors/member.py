@@ -16,8 +16,9 @@ from typing import Any
 
 import ray
 
-from actors.member_core import MemberConfig, MemberCore
+from actors.member_core import MemberCore
 from actors.snapshot import MemberSnapshot
+from actors.specs import MemberConfig
 from actors.tf_runtime import configure_tensorflow
 from pipelines.dead_letter import DeadLetterSink
 from pipelines.sources import SourceSpec, open_source

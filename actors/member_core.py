@@ -8,53 +8,15 @@ then runs one compiled test-then-train step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from actors.errors import ConfigError
 from actors.learner import OnlineLearner
-from actors.models import ModelSpec
+from actors.specs import MemberConfig
 from actors.weighting import RecentAccuracy
 from pipelines.schema import DeadLetter, StreamSchema
 from pipelines.sources.base import PartitionReader
 
-__all__ = ["MemberConfig", "MemberCore"]
-
-
-@dataclass(frozen=True)
-class MemberConfig:
-    """Settings of one member.
-
-    Args:
-        model: the network to train.
-        batch_size: rows per training step.
-        eval_fraction: share of good rows forwarded to the shared evaluation sample.
-        window: rows that count as the member's recent (own, prequential) accuracy.
-        publish_interval_s: longest time between two snapshots a member publishes.
-        publish_every_rows: most rows learned between two snapshots; with the interval,
-            whichever comes first. Serve answers with published snapshots only, so this
-            bounds how stale a served member can be.
-        seed: seeds the network and the evaluation sampling.
-    """
-
-    model: ModelSpec = field(default_factory=ModelSpec)
-    batch_size: int = 128
-    eval_fraction: float = 0.05
-    window: int = 2000
-    publish_interval_s: float = 0.25
-    publish_every_rows: int = 2048
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.publish_every_rows < 1:
-            raise ConfigError(f"publish_every_rows must be >= 1, got {self.publish_every_rows}")
-        if self.publish_interval_s <= 0:
-            raise ConfigError(f"publish_interval_s must be > 0, got {self.publish_interval_s}")
+__all__ = ["MemberCore"]
 
 
 class MemberCore:

@@ -8,45 +8,13 @@ model's weights, so training and serving preprocess identically by construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 import keras
 import tensorflow as tf
 
 from actors.errors import ModelError
+from actors.specs import ModelSpec
 
-__all__ = ["ModelSpec", "RunningStandardize", "build_model"]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build a member's network.
-
-    Args:
-        kind: architecture family; ``mlp`` for tabular rows.
-        hidden: units of each hidden layer.
-        activation: hidden-layer activation.
-        learning_rate: Adam learning rate.
-        normaliser_horizon: rows after which the running mean/variance stop growing
-            their memory, so they keep tracking a drifting input distribution.
-    """
-
-    kind: Literal["mlp"] = "mlp"
-    hidden: tuple[int, ...] = field(default=(32, 32))
-    activation: str = "relu"
-    learning_rate: float = 0.02
-    normaliser_horizon: int = 50_000
-
-    def __post_init__(self) -> None:
-        if self.kind != "mlp":
-            raise ModelError(f"unknown model kind {self.kind!r}; expected 'mlp'")
-        if not self.hidden or any(int(u) < 1 for u in self.hidden):
-            raise ModelError(f"hidden layer sizes must be positive integers, got {self.hidden}")
-        if not self.learning_rate > 0:
-            raise ModelError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.normaliser_horizon < 1:
-            raise ModelError(f"normaliser_horizon must be >= 1, got {self.normaliser_horizon}")
+__all__ = ["RunningStandardize", "build_model"]
 
 
 @keras.saving.register_keras_serializable(package="online_ensemble")

@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse
 
 from actors.ensemble_model import EnsembleModel
 from actors.errors import RequestError
-from actors.models import ModelSpec
 from actors.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, parse_predict_request
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
+from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
 
 __all__ = ["EnsembleServer", "build_app"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -130,6 +131,8 @@ def _run(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides)
     # Heavy imports only once the arguments are known good: `--help` and errors stay fast.
+    # TensorFlow's C++ start-up notices are noise to a user; warnings and errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.job import Job
     from pipelines.progress import ProgressDisplay
     from pipelines.report import summarise
@@ -150,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
     def install_handlers() -> None:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        # Ray sets up Serve's logger at init; its INFO lines would bury the progress.
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
     install_handlers()
     with job:

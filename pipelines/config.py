@@ -14,8 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.errors import ConfigError
-from actors.member_core import MemberConfig
-from actors.models import ModelSpec
+from actors.specs import MemberConfig, ModelSpec
 
 __all__ = ["JobConfig", "load_config"]
 

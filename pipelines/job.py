@@ -95,6 +95,13 @@ class Job:
         partitions = stream.partitions()
         self._features = list(stream.schema.features)
         self.partitions_by_member = assign_partitions(partitions, cfg.members)
+        logger.info(
+            "starting %s Ray, %d member(s) on %d partition(s), the coordinator and Serve "
+            "(members load TensorFlow in parallel; this takes a while on a small machine)",
+            f"a connection to {cfg.address}" if cfg.address else "an embedded",
+            cfg.members,
+            len(partitions),
+        )
         self._start_ray()
         if on_ray_ready is not None:
             on_ray_ready()

@@ -3,7 +3,7 @@ import pytest
 
 from actors.errors import ModelError
 from actors.learner import OnlineLearner
-from actors.models import ModelSpec
+from actors.specs import ModelSpec
 
 
 def _concept(rng, n, d=5):
