@@ -8,18 +8,20 @@ Two views of each member's accuracy (DESIGN rule 4):
   on the same rows, with the snapshot Serve would use, so weights compare like with
   like even when partitions differ (one may be all noise).
 
-Weights come from the shared-sample accuracy once a member has `min_eval_rows` scored
-rows there, from its own accuracy before that.
+Weights come from a named `WeightingPolicy` (``actors.weighting``) fed with every
+member's predictions on the shared sample; a member with fewer than `min_eval_rows`
+scored rows gets the average share of the others until it has a record.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from actors.weighting import RecentAccuracy, mixing_weights
+from actors.weighting import RecentAccuracy, make_policy
 
 __all__ = ["CoordinatorCore", "MemberRecord"]
 
@@ -33,6 +35,7 @@ class MemberRecord:
     rows: int = 0
     dead_letter: int = 0
     own_accuracy: float | None = None
+    lag: int | None = None
     has_snapshot: bool = False
     done: bool = False
     shared: RecentAccuracy = field(default_factory=lambda: RecentAccuracy(2000))
@@ -46,7 +49,9 @@ class CoordinatorCore:
         window: rows of the shared evaluation sample that count as "recent".
         policy: weighting policy name (see `actors.weighting`).
         floor: minimum weight of an above-chance member.
+        cap: maximum weight of any member.
         min_eval_rows: shared-sample rows a member needs before they set its weight.
+        policy_params: the policy's own parameters (``temperature``, ``eta``).
     """
 
     def __init__(
@@ -56,12 +61,12 @@ class CoordinatorCore:
         window: int = 2000,
         policy: str = "accuracy",
         floor: float = 0.0,
+        cap: float = 1.0,
         min_eval_rows: int = 50,
+        policy_params: dict[str, Any] | None = None,
     ):
         self.window = int(window)
-        self.policy = policy
-        self.floor = float(floor)
-        self.min_eval_rows = int(min_eval_rows)
+        self.policy_name = policy
         self.members = {
             mid: MemberRecord(mid, list(parts), shared=RecentAccuracy(self.window))
             for mid, parts in partitions_by_member.items()
@@ -70,8 +75,15 @@ class CoordinatorCore:
         self.equal_weight = RecentAccuracy(self.window)
         self._labels: deque[float] = deque(maxlen=self.window)
         self.history: list[dict] = []
-        # Validate policy and floor now, not at the first weight update.
-        mixing_weights([None] * len(self.members), chance=0.5, policy=policy, floor=floor)
+        self.policy = make_policy(
+            policy,
+            len(self.members),
+            window=self.window,
+            floor=floor,
+            cap=cap,
+            min_rows=min(int(min_eval_rows), self.window),
+            **(policy_params or {}),
+        )
 
     @property
     def member_ids(self) -> list[int]:
@@ -84,6 +96,7 @@ class CoordinatorCore:
         record.dead_letter = int(stats.get("dead_letter", record.dead_letter))
         record.own_accuracy = stats.get("recent_accuracy", record.own_accuracy)
         record.done = bool(stats.get("done", record.done))
+        record.lag = stats.get("lag", record.lag)
 
     def mark_snapshot(self, member_id: int) -> None:
         self.members[member_id].has_snapshot = True
@@ -103,11 +116,14 @@ class CoordinatorCore:
         eligible = [i for i, mid in enumerate(ids) if self.members[mid].has_snapshot]
         if not eligible:
             return
-        weights = self.mixing_weights()
+        weights = self.mixing_weights()  # before observing: what Serve answered with
         predicted = probabilities > 0.5
         truth = labels > 0.5
         for i in eligible:
             self.members[ids[i]].shared.add(predicted[:, i] == truth)
+        scored = np.zeros(len(ids), dtype=bool)
+        scored[eligible] = True
+        self.policy.observe(probabilities, labels, scored)
         mixed = probabilities @ weights
         equal = probabilities[:, eligible].mean(axis=1)
         self.ensemble.add((mixed > 0.5) == truth)
@@ -123,22 +139,10 @@ class CoordinatorCore:
 
     def mixing_weights(self) -> np.ndarray:
         """Current weights in `member_ids` order; members without a snapshot get 0."""
-        ids = self.member_ids
-        eligible = [mid for mid in ids if self.members[mid].has_snapshot]
-        weights = np.zeros(len(ids))
-        if not eligible:
-            return weights
-        accuracies: list[float | None] = []
-        for mid in eligible:
-            record = self.members[mid]
-            use_shared = record.shared.rows >= self.min_eval_rows
-            accuracies.append(record.shared.value() if use_shared else record.own_accuracy)
-        mixed = mixing_weights(
-            accuracies, chance=self.chance(), policy=self.policy, floor=self.floor
-        )
-        for mid, w in zip(eligible, mixed, strict=True):
-            weights[ids.index(mid)] = w
-        return weights
+        eligible = np.array([self.members[mid].has_snapshot for mid in self.member_ids])
+        if not eligible.any():
+            return np.zeros(len(eligible))
+        return self.policy.weights(eligible)
 
     def record_history(self, elapsed_s: float) -> dict:
         """Append one point of the accuracy and weight history (for the report and plot)."""
@@ -156,11 +160,25 @@ class CoordinatorCore:
         self.history.append(point)
         return point
 
+    def rows_per_s(self, span_s: float = 5.0) -> float | None:
+        """Training rate over roughly the last `span_s` seconds of history."""
+        if len(self.history) < 2:
+            return None
+        last = self.history[-1]
+        start = self.history[0]
+        for point in reversed(self.history[:-1]):
+            start = point
+            if last["elapsed_s"] - point["elapsed_s"] >= span_s:
+                break
+        elapsed = last["elapsed_s"] - start["elapsed_s"]
+        return (last["rows"] - start["rows"]) / elapsed if elapsed > 0 else None
+
     def summary(self) -> dict:
         """Members and ensemble figures, in the report's shape."""
         weights = self.mixing_weights()
         members = []
-        for mid, w in zip(self.member_ids, weights, strict=True):
+        scores = self.policy.member_scores()
+        for mid, w, score in zip(self.member_ids, weights, scores, strict=True):
             record = self.members[mid]
             members.append(
                 {
@@ -170,6 +188,8 @@ class CoordinatorCore:
                     "dead_letter": record.dead_letter,
                     "recent_accuracy": record.shared.value(),
                     "own_recent_accuracy": record.own_accuracy,
+                    "policy_score": score,
+                    "lag": record.lag,
                     "eval_accuracy": record.shared.cumulative(),
                     "eval_rows": record.shared.total_rows,
                     "weight": float(w),
@@ -183,6 +203,8 @@ class CoordinatorCore:
         ]
         return {
             "members": members,
+            "rows": sum(r.rows for r in self.members.values()),
+            "rows_per_s": self.rows_per_s(),
             "ensemble": {
                 "prequential_accuracy": self.ensemble.cumulative(),
                 "equal_weight_accuracy": self.equal_weight.cumulative(),
@@ -191,4 +213,5 @@ class CoordinatorCore:
                 "eval_rows": self.ensemble.total_rows,
                 "chance": self.chance(),
             },
+            "policy": {"name": self.policy_name, "score": self.policy.score_name},
         }

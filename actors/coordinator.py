@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,10 @@ logger = logging.getLogger(__name__)
 COORDINATOR_NAME = "online-ensemble-coordinator"
 
 
-@ray.remote(num_cpus=0)
+# Replicas poll for fresh snapshots; in the default (single-threaded, in-order) group those
+# polls would wait behind every queued publish. The "serving" group answers them on its own
+# thread from `self._latest`, an immutable snapshot that publish replaces in one assignment.
+@ray.remote(num_cpus=0, concurrency_groups={"serving": 1})  # type: ignore[call-overload]
 class CoordinatorActor:
     """Tracks members' recent accuracy, sets mixing weights, versions the ensemble snapshot.
 
@@ -46,6 +50,8 @@ class CoordinatorActor:
         window: shared-sample rows that count as recent.
         policy: weighting policy name.
         floor: minimum weight of an above-chance member.
+        cap: maximum weight of any member.
+        policy_params: the policy's own parameters (``temperature``, ``eta``).
         history_interval_s: how often a history point is recorded.
     """
 
@@ -58,11 +64,18 @@ class CoordinatorActor:
         window: int = 2000,
         policy: str = "accuracy",
         floor: float = 0.0,
+        cap: float = 1.0,
+        policy_params: dict[str, Any] | None = None,
         history_interval_s: float = 0.2,
     ):
         configure_tensorflow(1)
         self._core = CoordinatorCore(
-            partitions_by_member, window=window, policy=policy, floor=floor
+            partitions_by_member,
+            window=window,
+            policy=policy,
+            floor=floor,
+            cap=cap,
+            policy_params=policy_params,
         )
         ids = self._core.member_ids
         self._scorer = EnsembleModel(model_spec, n_features, len(ids))
@@ -70,10 +83,14 @@ class CoordinatorActor:
         self._index = {mid: i for i, mid in enumerate(ids)}
         self._refs: dict[int, Any] = {}
         self._version = 0
+        self._latest: EnsembleSnapshot | None = None
         self._started = time.monotonic()
         self._history_interval_s = history_interval_s
         self._last_history = -float("inf")
         self._publishes = 0
+        # (version, member's wall-clock send time, time this coordinator installed it) of
+        # recent publishes: measures publish-to-serving delay and where it goes. Bounded.
+        self._publish_times: deque[tuple[int, float, float]] = deque(maxlen=10_000)
         self._busy_s = 0.0  # time spent handling publishes: is the coordinator keeping up?
 
     def publish(
@@ -106,10 +123,13 @@ class CoordinatorActor:
             self._refs[member_id] = ray.put(snapshot)
             self._core.mark_snapshot(member_id)
         self._version += 1
+        if snapshot is not None and "sent_at" in stats:
+            self._publish_times.append((self._version, float(stats["sent_at"]), time.time()))
         now = time.monotonic()
         if now - self._last_history >= self._history_interval_s:
             self._core.record_history(now - self._started)
             self._last_history = now
+        self._latest = self._assemble_snapshot()
         self._publishes += 1
         self._busy_s += time.perf_counter() - began
         return self._version
@@ -118,13 +138,35 @@ class CoordinatorActor:
         _, per_member = self._scorer.predict(x, np.zeros(len(self._index), np.float32))
         self._core.record_scores(per_member, y)
 
-    def latest_version(self) -> int:
-        return self._version
+    def publish_times(self) -> list[tuple[int, float, float]]:
+        """(version, wall time the member sent the snapshot, wall time it was installed)."""
+        return list(self._publish_times)
 
+    @ray.method(concurrency_group="serving")
+    def latest_version(self) -> int:
+        latest = self._latest
+        return latest.version if latest is not None else 0
+
+    @ray.method(concurrency_group="serving")
     def snapshot(self) -> EnsembleSnapshot | None:
         """The newest ensemble snapshot (only members that published one), or None."""
-        ids = [mid for mid in self._core.member_ids if mid in self._refs]
-        if not ids:
+        return self._latest
+
+    @ray.method(concurrency_group="serving")
+    def snapshot_if_newer(self, version: int) -> EnsembleSnapshot | None:
+        """The newest snapshot if its version is above `version` (one call per poll)."""
+        latest = self._latest
+        return latest if latest is not None and latest.version > version else None
+
+    def _assemble_snapshot(self) -> EnsembleSnapshot | None:
+        """The snapshot Serve may use: None until every member has published once.
+
+        Serving only complete ensembles keeps the replicas' graph shape fixed; a partial
+        one (members publish their first snapshot at slightly different times) would make
+        every replica build and trace a new graph per member count at start-up.
+        """
+        ids = self._core.member_ids
+        if any(mid not in self._refs for mid in ids):
             return None
         weights = self._core.mixing_weights()
         mixing = np.array([weights[self._index[mid]] for mid in ids], dtype=np.float32)
@@ -155,7 +197,7 @@ class CoordinatorActor:
     def weights(self) -> dict:
         return {
             "version": self._version,
-            "policy": self._core.policy,
+            "policy": self._core.policy_name,
             "weights": {
                 str(mid): float(w)
                 for mid, w in zip(self._core.member_ids, self._core.mixing_weights(), strict=True)

@@ -114,6 +114,7 @@ class MemberActor:
             )
             sample = self._core.take_sample()
             stats = self.stats()
+            stats["sent_at"] = time.time()  # wall clock: comparable across processes
         self._inflight = self._coordinator.publish.remote(
             self._core.member_id, stats, snapshot, sample
         )

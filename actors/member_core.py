@@ -107,6 +107,12 @@ class MemberCore:
         """Next offset to read, per partition."""
         return {reader.partition: reader.position for reader in self.readers}
 
+    def lag(self) -> int | None:
+        """Rows available but not yet read, summed over partitions (None if unknown)."""
+        marks = [(reader.high_watermark(), reader.position) for reader in self.readers]
+        known = [mark - position for mark, position in marks if mark is not None]
+        return int(sum(known)) if known else None
+
     def stats(self) -> dict:
         return {
             "id": self.member_id,
@@ -118,5 +124,6 @@ class MemberCore:
             "recent_accuracy": self.recent.value(),
             "prequential_accuracy": self.recent.cumulative(),
             "offsets": self.offsets(),
+            "lag": self.lag(),
             "done": self.done,
         }

@@ -42,7 +42,10 @@ class RunningStandardize(keras.layers.Layer):
 
     def call(self, inputs):
         variance = tf.where(self.count > 1.0, self.m2 / tf.maximum(self.count - 1.0, 1.0), 1.0)
-        return (inputs - self.mean) / tf.sqrt(variance + self.epsilon)
+        standardised = (inputs - self.mean) / tf.sqrt(variance + self.epsilon)
+        # A NaN input is a feature a prediction request left out (training data never
+        # holds NaN: validation dead-letters it). Imputing the running mean is 0 here.
+        return tf.where(tf.math.is_nan(inputs), tf.zeros_like(standardised), standardised)
 
     def update_statistics(self, batch):
         """Merge one batch into the running statistics (call after predicting on it)."""

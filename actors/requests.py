@@ -1,26 +1,65 @@
-"""Parsing and validating `POST /predict` bodies, without Ray or HTTP.
+"""Parsing and validating `POST /predict` requests, without Ray or HTTP.
+
+Two body formats:
+
+* JSON (``application/json``): ``{"rows": [{feature: number, ...}, ...],
+  "min_confidence": 0.8, "explain": true}``;
+* Arrow IPC stream (``application/vnd.apache.arrow.stream``) for bulk requests: one
+  numeric column per feature; options then come from the query string
+  (``?min_confidence=0.8&explain=true``), which JSON requests may use too.
 
 Every way a request can be wrong maps to a `RequestError` with a 4xx status and a
 message that says what was expected, so the Serve deployment never answers 500 for bad
 input and never dies on it.
+
+Missing features are refused unless the deployment allows imputation; then they become
+NaN here, and each member's standardisation layer replaces them with its own running
+mean (see `actors.models.RunningStandardize`), and the answer lists what was imputed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from actors.errors import RequestError
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_ROWS", "parse_predict_request"]
+__all__ = [
+    "ARROW_STREAM",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_ROWS",
+    "PredictRequest",
+    "parse_predict_request",
+]
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_ROWS = 10_000
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 _JSON_TYPES = ("application/json", "text/json")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass
+class PredictRequest:
+    """A validated prediction request.
+
+    Attributes:
+        x: (rows, features) float32 in model input order; NaN marks an imputed value.
+        min_confidence: rows whose ensemble confidence (max of p and 1-p) is below this
+            are answered "abstain"; None answers every row.
+        explain: include each member's probability and weight in the answer.
+        imputed: row index -> names of the features that were missing and imputed.
+    """
+
+    x: np.ndarray
+    min_confidence: float | None = None
+    explain: bool = False
+    imputed: dict[int, list[str]] = field(default_factory=dict)
 
 
 def _example(features: Sequence[str]) -> str:
@@ -34,36 +73,55 @@ def parse_predict_request(
     content_type: str | None,
     features: Sequence[str],
     *,
+    query: Mapping[str, str] | None = None,
+    allow_missing: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> np.ndarray:
-    """Turn a JSON prediction request into a float32 matrix in feature order.
+) -> PredictRequest:
+    """Validate a prediction request and turn it into a feature matrix.
 
     Args:
         body: the raw request body.
-        content_type: the request's Content-Type header (None if absent: JSON assumed).
+        content_type: the Content-Type header (None: JSON assumed).
         features: the feature names the model expects, in input order.
+        query: the URL's query parameters (options for Arrow bodies, or JSON ones).
+        allow_missing: impute missing features instead of refusing the request.
         max_body_bytes: larger bodies are refused with 413.
         max_rows: requests with more rows are refused with 413.
 
     Returns:
-        Array of shape (rows, len(features)).
+        The validated request.
 
     Raises:
-        RequestError: 413 for a body or row count over the limit, 415 for a content
-            type other than JSON, 400 for anything malformed; the message names the
-            problem and shows the expected shape.
+        RequestError: 413 for a body or row count over the limit, 415 for an
+            unsupported content type, 400 for anything malformed; the message names
+            the problem and shows what was expected.
     """
     if len(body) > max_body_bytes:
         raise RequestError(f"request body is {len(body)} bytes; the limit is {max_body_bytes}", 413)
-    if content_type:
-        media_type = content_type.split(";", 1)[0].strip().lower()
-        if media_type not in _JSON_TYPES:
-            raise RequestError(
-                f"unsupported content type {media_type!r}; "
-                f"send application/json like {_example(features)}",
-                415,
-            )
+    media_type = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    options: dict[str, object] = dict(query or {})
+    if media_type == ARROW_STREAM:
+        x, imputed = _parse_arrow(body, features, allow_missing, max_rows)
+    elif media_type in _JSON_TYPES:
+        payload = _load_json(body, features)
+        options.update({k: v for k, v in payload.items() if k != "rows"})
+        x, imputed = _parse_rows(payload["rows"], features, allow_missing, max_rows)
+    else:
+        raise RequestError(
+            f"unsupported content type {media_type!r}; send application/json like "
+            f"{_example(features)} or an Arrow IPC stream as {ARROW_STREAM}",
+            415,
+        )
+    return PredictRequest(
+        x=x,
+        min_confidence=_confidence_option(options.pop("min_confidence", None)),
+        explain=_bool_option(options.pop("explain", False)),
+        imputed=imputed,
+    )
+
+
+def _load_json(body: bytes, features: Sequence[str]) -> dict:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
@@ -72,7 +130,17 @@ def parse_predict_request(
         ) from None
     if not isinstance(payload, dict) or "rows" not in payload:
         raise RequestError(f'expected a JSON object with a "rows" list, like {_example(features)}')
-    rows = payload["rows"]
+    unknown = sorted(set(payload) - {"rows", "min_confidence", "explain"})
+    if unknown:
+        raise RequestError(
+            f"unknown request field(s) {unknown}; expected rows, min_confidence, explain"
+        )
+    return payload
+
+
+def _parse_rows(
+    rows: object, features: Sequence[str], allow_missing: bool, max_rows: int
+) -> tuple[np.ndarray, dict[int, list[str]]]:
     if not isinstance(rows, list) or not rows:
         raise RequestError(f'"rows" must be a non-empty list of objects, like {_example(features)}')
     if len(rows) > max_rows:
@@ -81,6 +149,7 @@ def parse_predict_request(
         )
     expected = set(features)
     matrix = np.empty((len(rows), len(features)), dtype=np.float32)
+    imputed: dict[int, list[str]] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise RequestError(
@@ -88,24 +157,93 @@ def parse_predict_request(
             )
         unknown = sorted(set(row) - expected)
         missing = [name for name in features if name not in row]
-        if unknown or missing:
-            parts = []
-            if unknown:
-                parts.append(f"unknown feature(s) {unknown}")
-            if missing:
-                parts.append(f"missing feature(s) {missing}")
-            raise RequestError(f"row {i}: {'; '.join(parts)}; expected exactly {list(features)}")
+        if unknown:
+            raise RequestError(f"row {i}: unknown feature(s) {unknown}; expected {list(features)}")
+        if missing and not allow_missing:
+            raise RequestError(
+                f"row {i}: missing feature(s) {missing}; expected exactly {list(features)} "
+                "(this deployment does not impute missing features)"
+            )
+        if missing:
+            imputed[i] = missing
         for j, name in enumerate(features):
-            value = row[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RequestError(f"row {i}: feature {name!r} is {value!r}, expected a number")
-            if not math.isfinite(value):
-                raise RequestError(
-                    f"row {i}: feature {name!r} is {value!r}, expected a finite number"
-                )
-            if abs(value) > _FLOAT32_MAX:
-                raise RequestError(
-                    f"row {i}: feature {name!r} is {value!r}, outside the float32 range"
-                )
-            matrix[i, j] = value
-    return matrix
+            matrix[i, j] = _number(row[name], i, name) if name in row else np.nan
+    return matrix, imputed
+
+
+def _number(value: object, row: int, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"row {row}: feature {name!r} is {value!r}, expected a number")
+    if not math.isfinite(value):
+        raise RequestError(f"row {row}: feature {name!r} is {value!r}, expected a finite number")
+    if abs(value) > _FLOAT32_MAX:
+        raise RequestError(f"row {row}: feature {name!r} is {value!r}, outside the float32 range")
+    return float(value)
+
+
+def _parse_arrow(
+    body: bytes, features: Sequence[str], allow_missing: bool, max_rows: int
+) -> tuple[np.ndarray, dict[int, list[str]]]:
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    except (pa.ArrowInvalid, OSError) as error:
+        raise RequestError(
+            f"body is not a readable Arrow IPC stream ({error}); "
+            f"expected one numeric column per feature: {list(features)}"
+        ) from None
+    if table.num_rows == 0:
+        raise RequestError("the Arrow stream has no rows")
+    if table.num_rows > max_rows:
+        raise RequestError(
+            f"request has {table.num_rows} rows; the limit is {max_rows} per request", 413
+        )
+    unknown = sorted(set(table.column_names) - set(features))
+    missing = [name for name in features if name not in table.column_names]
+    if unknown:
+        raise RequestError(f"unknown column(s) {unknown}; expected {list(features)}")
+    if missing and not allow_missing:
+        raise RequestError(
+            f"missing column(s) {missing}; expected exactly {list(features)} "
+            "(this deployment does not impute missing features)"
+        )
+    matrix = np.full((table.num_rows, len(features)), np.nan, dtype=np.float32)
+    for j, name in enumerate(features):
+        if name not in table.column_names:
+            continue
+        column = table.column(name)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise RequestError(f"column {name!r} has type {column.type}, expected a number")
+        if column.null_count:
+            raise RequestError(
+                f"column {name!r} has {column.null_count} null value(s), expected numbers"
+            )
+        values = column.to_numpy().astype(np.float64)
+        bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise RequestError(
+                f"row {row}: column {name!r} is {values[row]!r}, expected a finite float32 number"
+            )
+        matrix[:, j] = values
+    imputed = {i: list(missing) for i in range(table.num_rows)} if missing else {}
+    return matrix, imputed
+
+
+def _confidence_option(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        confidence = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RequestError(f"min_confidence must be a number in [0.5, 1], got {value!r}") from None
+    if isinstance(value, bool) or not 0.5 <= confidence <= 1.0:
+        raise RequestError(f"min_confidence must be a number in [0.5, 1], got {value!r}")
+    return confidence
+
+
+def _bool_option(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise RequestError(f"explain must be true or false, got {value!r}")

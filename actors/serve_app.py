@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,12 @@ from starlette.responses import JSONResponse
 
 from actors.ensemble_model import EnsembleModel
 from actors.errors import RequestError
-from actors.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, parse_predict_request
+from actors.requests import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ROWS,
+    PredictRequest,
+    parse_predict_request,
+)
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
@@ -35,6 +41,15 @@ from actors.tf_runtime import configure_tensorflow
 __all__ = ["EnsembleServer", "build_app"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One request's share of a batch: the version that answered it and its outputs."""
+
+    live: _Live
+    mixed: np.ndarray  # (rows,) ensemble probability of the positive class
+    per_member: np.ndarray  # (rows, members)
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,8 @@ class EnsembleServer:
         refresh_interval_s: how often to ask the coordinator for a newer version.
         max_body_bytes: requests with larger bodies get 413.
         max_rows: requests with more rows get 413.
+        impute_missing: answer rows with missing features, imputing each member's running
+            mean, instead of refusing them with 400.
     """
 
     def __init__(
@@ -75,6 +92,7 @@ class EnsembleServer:
         refresh_interval_s: float = 0.05,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_rows: int = DEFAULT_MAX_ROWS,
+        impute_missing: bool = False,
     ):
         configure_tensorflow(1)
         self._coordinator = coordinator
@@ -83,10 +101,14 @@ class EnsembleServer:
         self._refresh_interval_s = refresh_interval_s
         self._max_body_bytes = max_body_bytes
         self._max_rows = max_rows
+        self._impute_missing = impute_missing
+        self._replica = f"{socket.gethostname()}:{os.getpid()}"
         self._live: _Live | None = None
-        self._standby: dict[int, EnsembleModel] = {}  # spare graph per member count
+        # Spare graphs by member count. Two are built and traced up front: the first swap
+        # takes one live, and the second must find the other ready, not trace for ~1 s.
+        self._standby: dict[int, list[EnsembleModel]] = {}
         if expected_members > 0:
-            self._standby[expected_members] = self._new_graph(expected_members)
+            self._standby[expected_members] = [self._new_graph(expected_members) for _ in range(2)]
         self._refresher: asyncio.Task | None = None
         self.swaps = 0
         # Constructed outside an event loop, there is nothing to start yet: the first
@@ -95,6 +117,14 @@ class EnsembleServer:
             self._ensure_refresher()
 
     # -- snapshot refresh ---------------------------------------------------------------
+
+    def _load(
+        self, model: EnsembleModel | None, n: int, members: list[MemberSnapshot]
+    ) -> EnsembleModel:
+        model = model if model is not None else self._new_graph(n)
+        for i, member in enumerate(members):
+            model.set_member_weights(i, member.weights)
+        return model
 
     def _new_graph(self, members: int) -> EnsembleModel:
         graph = EnsembleModel(self._spec, len(self._features), members)
@@ -118,47 +148,46 @@ class EnsembleServer:
     async def refresh(self) -> int:
         """Load the coordinator's newest snapshot if it is newer; returns the live version."""
         current = self._live.version if self._live else -1
-        latest = await self._coordinator.latest_version.remote()
-        if latest <= current:
-            return current
-        snapshot: EnsembleSnapshot | None = await self._coordinator.snapshot.remote()
-        if snapshot is None or snapshot.version <= current:
+        snapshot: EnsembleSnapshot | None = await self._coordinator.snapshot_if_newer.remote(
+            current
+        )
+        if snapshot is None:
             return current
         members: list[MemberSnapshot] = list(await asyncio.gather(*snapshot.member_refs))
         n = len(members)
-        # Reuse the graph that is not live (same member count) so nothing rebuilds per swap.
-        model = self._standby.pop(n, None) or self._new_graph(n)
-        for i, member in enumerate(members):
-            model.set_member_weights(i, member.weights)
+        # Load the graph that is not live (same member count), in a worker thread: requests
+        # keep being answered on the event loop by the live graph meanwhile. A graph is
+        # built (and traced, which takes ~1 s) only when the member count changes.
+        spares = self._standby.get(n)
+        model = await asyncio.to_thread(self._load, spares.pop() if spares else None, n, members)
         if self._live is not None and self._live.version >= snapshot.version:
-            self._standby[n] = model  # a concurrent refresh got further; never go back
+            self._standby.setdefault(n, []).append(model)  # a concurrent refresh got further
             return self._live.version
         previous = self._live
         self._live = _Live(snapshot.version, snapshot.member_ids, model, snapshot.mixing)
         if previous is not None:
-            self._standby[len(previous.member_ids)] = previous.model
+            self._standby.setdefault(len(previous.member_ids), []).append(previous.model)
         self.swaps += 1
         return snapshot.version
 
     # -- prediction -----------------------------------------------------------------------
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def _predict_batch(self, inputs: list[np.ndarray]) -> list[dict]:
+    # batch_wait_timeout_s=0: a lone request is answered at once; under load, requests
+    # that queue while a batch computes form the next batch by themselves.
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
+    async def _predict_batch(self, inputs: list[np.ndarray]) -> list[_Scored | None]:
         live = self._live  # read once: the whole batch is answered by this one version
         if live is None:
-            return [{"error": "no model snapshot published yet; retry shortly"} for _ in inputs]
+            return [None for _ in inputs]
         sizes = [len(x) for x in inputs]
-        mixed, _ = live.model.predict(np.concatenate(inputs), live.mixing)
-        answers = []
-        for part in np.split(mixed, np.cumsum(sizes)[:-1]):
-            answers.append(
-                {
-                    "predictions": (part > 0.5).astype(int).tolist(),
-                    "probabilities": [round(float(p), 6) for p in part],
-                    "weights_version": live.version,
-                }
+        mixed, per_member = live.model.predict(np.concatenate(inputs), live.mixing)
+        bounds = np.cumsum(sizes)[:-1]
+        return [
+            _Scored(live, mixed_part, member_part)
+            for mixed_part, member_part in zip(
+                np.split(mixed, bounds), np.split(per_member, bounds), strict=True
             )
-        return answers
+        ]
 
     async def __call__(self, request: Request) -> JSONResponse:
         self._ensure_refresher()
@@ -186,10 +215,12 @@ class EnsembleServer:
             )
         body = await request.body()
         try:
-            x = parse_predict_request(
+            parsed = parse_predict_request(
                 body,
                 request.headers.get("content-type"),
                 self._features,
+                query=dict(request.query_params),
+                allow_missing=self._impute_missing,
                 max_body_bytes=self._max_body_bytes,
                 max_rows=self._max_rows,
             )
@@ -198,10 +229,10 @@ class EnsembleServer:
         if self._live is None:
             # Only before the first snapshot: fetch it now rather than refuse the request.
             await self.refresh()
-        answer = await self._predict_batch(x)
-        if "error" in answer:
-            return _error(503, answer["error"])
-        return JSONResponse(answer)
+        scored = await self._predict_batch(parsed.x)
+        if scored is None:
+            return _error(503, "no model snapshot published yet; retry shortly")
+        return JSONResponse(_answer(parsed, scored), headers={"X-Replica": self._replica})
 
     async def _healthz(self, request: Request) -> JSONResponse:
         live = self._live
@@ -218,6 +249,51 @@ class EnsembleServer:
         return JSONResponse(await self._coordinator.weights.remote())
 
 
-def build_app(coordinator: Any, features: list[str], model_spec: ModelSpec, **options: Any):
-    """The Serve application, ready for `serve.run`."""
-    return EnsembleServer.bind(coordinator, features, model_spec, **options)  # type: ignore[attr-defined]
+def _answer(request: PredictRequest, scored: _Scored) -> dict:
+    """The JSON answer: predictions, probabilities, and what the options asked for."""
+    probabilities = scored.mixed
+    predictions: list[int | str] = (probabilities > 0.5).astype(int).tolist()
+    answer: dict[str, Any] = {
+        "predictions": predictions,
+        "probabilities": [round(float(p), 6) for p in probabilities],
+        "weights_version": scored.live.version,
+    }
+    if request.min_confidence is not None:
+        confident = np.maximum(probabilities, 1.0 - probabilities) >= request.min_confidence
+        for i in np.flatnonzero(~confident).tolist():
+            predictions[i] = "abstain"
+        answer["coverage"] = round(float(confident.mean()), 6)
+        answer["min_confidence"] = request.min_confidence
+    if request.explain:
+        ids = [str(mid) for mid in scored.live.member_ids]
+        answer["weights"] = dict(
+            zip(ids, (round(float(w), 6) for w in scored.live.mixing), strict=True)
+        )
+        answer["members"] = [
+            dict(zip(ids, (round(float(p), 6) for p in row), strict=True))
+            for row in scored.per_member
+        ]
+    if request.imputed:
+        answer["imputed"] = [
+            {"row": row, "features": names} for row, names in request.imputed.items()
+        ]
+    return answer
+
+
+def build_app(
+    coordinator: Any,
+    features: list[str],
+    model_spec: ModelSpec,
+    *,
+    max_queued_requests: int = -1,
+    **options: Any,
+):
+    """The Serve application, ready for `serve.run`.
+
+    Args:
+        max_queued_requests: requests waiting for a replica beyond this are answered 503
+            with Retry-After by Serve itself (-1: no limit).
+        options: the `EnsembleServer` constructor's keyword arguments.
+    """
+    deployment = EnsembleServer.options(max_queued_requests=max_queued_requests)  # type: ignore[attr-defined]
+    return deployment.bind(coordinator, features, model_spec, **options)

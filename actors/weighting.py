@@ -1,23 +1,101 @@
-"""Mixing weights from recent accuracy: pure functions and a sliding-window tracker.
+"""Mixing weights: named weighting policies, their registry, and a sliding-window tracker.
 
-The first policy, ``accuracy``: each member's weight is proportional to how far its
-recent accuracy is above chance, zero at or below chance. Chance is the accuracy of
-always predicting the majority class of the same window, so a member that only learned
-the class balance earns nothing.
+A `WeightingPolicy` sees every member scored on the coordinator's shared evaluation
+sample (`observe`), keeps each member's last `window` rows, and answers mixing weights
+over the eligible members (`weights`). The policies, by registry name:
+
+=============  ==========================================================================
+``uniform``    equal weights
+``accuracy``   ``w ∝ accuracy - chance`` (chance: the window's majority-class rate)
+``softmax``    ``w ∝ exp((accuracy - best) / temperature)``
+``hedge``      ``w ∝ exp(-eta * sqrt(rows) * (loss - best loss))``, 0/1 loss (Hedge)
+``awe``        ``w = max(0, MSE_random - MSE)`` (Wang et al. 2003)
+=============  ==========================================================================
+
+All but ``uniform`` give 0 to a member at or below chance; all share the same handling of
+new members (`min_rows`), `floor` and `cap` (see `WeightingPolicy`). Build one by name
+with `make_policy`, which validates the parameters.
+
+
+Example:
+    >>> import numpy as np
+    >>> policy = make_policy("softmax", 3, temperature=0.05, min_rows=1)
+    >>> policy.weights(np.array([True, True, False])).tolist()
+    [0.5, 0.5, 0.0]
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from actors._weighting_policies import (
+    AccuracyPolicy,
+    AwePolicy,
+    HedgePolicy,
+    SoftmaxPolicy,
+    UniformPolicy,
+    WeightingPolicy,
+)
 from actors.errors import ConfigError
 
-__all__ = ["POLICIES", "RecentAccuracy", "mixing_weights"]
+__all__ = [
+    "POLICIES",
+    "AccuracyPolicy",
+    "AwePolicy",
+    "HedgePolicy",
+    "RecentAccuracy",
+    "SoftmaxPolicy",
+    "UniformPolicy",
+    "WeightingPolicy",
+    "make_policy",
+]
 
-POLICIES = ("accuracy", "uniform")
+POLICIES: dict[str, type[WeightingPolicy]] = {
+    policy.name: policy
+    for policy in (UniformPolicy, AccuracyPolicy, SoftmaxPolicy, HedgePolicy, AwePolicy)
+}
+"""Weighting policies by name."""
+
+_COMMON_PARAMS = ("window", "floor", "cap", "min_rows")
+_FROM_ACCURACIES = ("accuracy", "uniform")
+
+
+def make_policy(name: str, n_members: int, **params: Any) -> WeightingPolicy:
+    """Build the weighting policy `name` for `n_members` members.
+
+    Args:
+        name: a key of `POLICIES`.
+        n_members: number of members, >= 1.
+        **params: ``window``, ``floor``, ``cap``, ``min_rows`` (see `WeightingPolicy`)
+            and the policy's own (``temperature`` for softmax, ``eta`` for hedge).
+
+    Returns:
+        A fresh policy with empty windows.
+
+    Raises:
+        ConfigError: for an unknown name or parameter, or a value out of range; the
+            message lists what is known or repeats the values received.
+
+    Example:
+        >>> make_policy("hedge", 4, eta=1.0, window=1000)
+        HedgePolicy(4, window=1000, floor=0.0, cap=1.0, min_rows=50, eta=1.0)
+    """
+    if name not in POLICIES:
+        raise ConfigError(
+            f"unknown weighting policy {name!r}; expected one of {', '.join(sorted(POLICIES))}"
+        )
+    policy = POLICIES[name]
+    accepted = (*_COMMON_PARAMS, *policy.params)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"weighting policy {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(accepted)}"
+        )
+    return policy(n_members, **params)
 
 
 class RecentAccuracy:
@@ -52,76 +130,3 @@ class RecentAccuracy:
     def cumulative(self) -> float | None:
         """Accuracy over every row ever scored."""
         return self.total_correct / self.total_rows if self.total_rows else None
-
-
-def mixing_weights(
-    accuracies: Sequence[float | None],
-    *,
-    chance: float,
-    policy: str = "accuracy",
-    floor: float = 0.0,
-) -> np.ndarray:
-    """Mixing weights that sum to 1.
-
-    Args:
-        accuracies: each member's recent accuracy; None for a member not yet scored,
-            which gets the average share of the scored ones (neither dominating nor
-            vanishing before it has a record).
-        chance: the accuracy a trivial predictor gets on the same rows.
-        policy: ``accuracy`` (proportional to accuracy above chance) or ``uniform``.
-        floor: minimum weight of a member that is above chance, before renormalising.
-
-    Returns:
-        Array of weights, one per member. If no member is above chance, uniform.
-
-    Raises:
-        ConfigError: for an unknown policy or a floor outside [0, 1/len).
-    """
-    n = len(accuracies)
-    if n == 0:
-        return np.zeros(0)
-    if policy not in POLICIES:
-        raise ConfigError(f"unknown weighting policy {policy!r}; expected one of {list(POLICIES)}")
-    if not 0.0 <= floor < 1.0 / n:
-        raise ConfigError(
-            f"weight floor must be in [0, 1/members) = [0, {1.0 / n:.3f}), got {floor}"
-        )
-    if policy == "uniform":
-        return np.full(n, 1.0 / n)
-    known = [a for a in accuracies if a is not None]
-    gains = np.array(
-        [max(a - chance, 0.0) if a is not None else np.nan for a in accuracies], dtype=float
-    )
-    if known:
-        fill = float(np.nanmean(gains)) if np.any(~np.isnan(gains)) else 0.0
-        gains = np.where(np.isnan(gains), fill, gains)
-    else:
-        gains = np.ones(n)
-    if gains.sum() <= 0.0:
-        return np.full(n, 1.0 / n)
-    weights = gains / gains.sum()
-    if floor > 0.0:
-        weights = _apply_floor(gains, floor)
-    return weights
-
-
-def _apply_floor(gains: np.ndarray, floor: float) -> np.ndarray:
-    """Above-chance members get at least `floor`; the rest share what is left by gain.
-
-    Clamping and renormalising would push a floored weight back under the floor, so
-    floored members are fixed at exactly `floor` and the others are rescaled, repeating
-    until no rescaled member falls under it (at most one pass per member).
-    """
-    above = gains > 0.0
-    floored = np.zeros_like(above)
-    weights = np.zeros_like(gains)
-    for _ in range(int(above.sum())):
-        free = above & ~floored
-        remaining = 1.0 - floor * floored.sum()
-        weights = np.where(floored, floor, 0.0)
-        weights[free] = remaining * gains[free] / gains[free].sum()
-        newly = free & (weights < floor)
-        if not newly.any():
-            break
-        floored |= newly
-    return weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -113,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, help="rows per training step (default 128)"
     )
     run.add_argument(
-        "--policy", choices=["accuracy", "uniform"], help="weighting policy (default accuracy)"
+        "--policy",
+        choices=["uniform", "accuracy", "softmax", "hedge", "awe"],
+        help="weighting policy (default accuracy)",
     )
     run.add_argument(
         "--no-progress",
@@ -122,7 +125,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="no progress display",
     )
+    bench = commands.add_parser(
+        "bench",
+        help="benchmarks: side-by-side comparisons in one run (see docs/benchmarks.md)",
+        description="Run a benchmark; each compares its contenders side by side in one run.",
+    )
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=_OneLineParser)
+    serve_bench = benches.add_parser(
+        "serve",
+        help="HTTP latency and throughput: a constant Serve deployment (floor) vs the ensemble",
+        description="p50/p99 latency and requests/s of a 1-row request through a trivial Serve "
+        "deployment (the floor) and the 4-member ensemble, interleaved; rows/s of 1,024-row Arrow "
+        "requests. Starts its own embedded Ray.",
+    )
+    serve_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    serve_bench.add_argument(
+        "--port", type=int, default=8000, help="HTTP port to use (default 8000)"
+    )
+    serve_bench.add_argument(
+        "--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)"
+    )
+    serve_bench.add_argument(
+        "--requests",
+        type=_positive_int,
+        default=200,
+        help="requests per target per round (default 200)",
+    )
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    from pipelines.bench.serve_bench import run_serve_bench
+
+    result = run_serve_bench(port=args.port, rounds=args.rounds, requests_per_round=args.requests)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{'':24}{'floor':>12}{'ensemble':>12}")
+    for label, key in (
+        ("p50 latency (ms)", "p50_ms"),
+        ("p99 latency (ms)", "p99_ms"),
+        ("requests/s", "requests_per_s"),
+    ):
+        print(f"{label:24}{result['floor_' + key]:>12.2f}{result['ensemble_' + key]:>12.2f}")
+    print(
+        f"ensemble adds {result['added_p50_ms']:.2f} ms at p50; p99 ratio {result['p99_ratio']:.2f}"
+    )
+    print(f"bulk: {result['bulk_rows_per_s']:,.0f} rows/s in 1,024-row Arrow requests")
+    print(f"failed requests: {result['failed_requests']}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -183,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "bench":
+            return _bench(args)
     except OnlineEnsembleError as error:
         print(f"online-ensemble: error: {error}", file=sys.stderr)
         return 2

@@ -53,6 +53,22 @@ class JobConfig(BaseModel):
         None, description="JSON-lines file for rejected records (default: REPORT/dead_letter.jsonl)"
     )
     progress: bool = Field(True, description="show progress while training")
+    impute_missing: bool = Field(
+        False,
+        description="answer requests with missing features, imputing each member's running mean",
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="HTTP requests slower than this get 408"
+    )
+    max_queued_requests: int = Field(
+        1000,
+        ge=1,
+        description="requests waiting for a replica beyond this get 503 with Retry-After",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    max_request_rows: int = Field(10_000, ge=1, description="requests with more rows get 413")
 
     hidden: tuple[int, ...] = Field((32, 32), description="hidden layer sizes of each member's MLP")
     learning_rate: float = Field(0.02, gt=0, description="Adam learning rate")
@@ -61,9 +77,18 @@ class JobConfig(BaseModel):
         0.05, ge=0, lt=1, description="share of rows forwarded to the shared evaluation sample"
     )
     window: int = Field(2000, ge=10, description="rows that count as recent accuracy")
-    policy: Literal["accuracy", "uniform"] = Field("accuracy", description="weighting policy")
+    policy: Literal["uniform", "accuracy", "softmax", "hedge", "awe"] = Field(
+        "accuracy", description="weighting policy (see actors/weighting.py)"
+    )
     weight_floor: float = Field(
         0.0, ge=0, lt=1, description="minimum weight of an above-chance member"
+    )
+    weight_cap: float = Field(1.0, gt=0, le=1, description="maximum weight of any member")
+    temperature: float = Field(
+        0.05, gt=0, description="softmax policy: the accuracy gap worth a factor e"
+    )
+    hedge_eta: float = Field(
+        2.0, gt=0, description="hedge policy: learning rate on the recent 0/1 loss"
     )
     publish_interval_s: float = Field(
         0.25, gt=0, description="longest time between member snapshots"
@@ -88,7 +113,20 @@ class JobConfig(BaseModel):
             raise ValueError(
                 f"weight_floor ({self.weight_floor}) times members ({self.members}) must be < 1"
             )
+        if self.members > 1 and self.weight_cap * self.members <= 1:
+            raise ValueError(
+                f"weight_cap ({self.weight_cap}) times members ({self.members}) must be > 1"
+            )
+        if self.weight_floor > self.weight_cap:
+            raise ValueError(
+                f"weight_floor ({self.weight_floor}) must be <= weight_cap ({self.weight_cap})"
+            )
         return self
+
+    def policy_params(self) -> dict[str, float]:
+        """The chosen policy's own parameters."""
+        own = {"softmax": {"temperature": self.temperature}, "hedge": {"eta": self.hedge_eta}}
+        return own.get(self.policy, {})
 
     @property
     def partition_count(self) -> int:

@@ -116,6 +116,8 @@ class Job:
             window=cfg.window,
             policy=cfg.policy,
             floor=cfg.weight_floor,
+            cap=cfg.weight_cap,
+            policy_params=cfg.policy_params(),
         )
         cfg.report.mkdir(parents=True, exist_ok=True)
         member_config = cfg.member_config()
@@ -130,9 +132,24 @@ class Job:
                 dead_letter_path=str(cfg.dead_letter_path),
             )
             self._members[member_id] = actor
-        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        serve.start(
+            http_options={
+                "host": cfg.host,
+                "port": cfg.port,
+                "request_timeout_s": cfg.request_timeout_s,
+            }
+        )
         serve.run(
-            build_app(self._coordinator, self._features, spec, expected_members=cfg.members),
+            build_app(
+                self._coordinator,
+                self._features,
+                spec,
+                expected_members=cfg.members,
+                impute_missing=cfg.impute_missing,
+                max_body_bytes=cfg.max_body_bytes,
+                max_rows=cfg.max_request_rows,
+                max_queued_requests=cfg.max_queued_requests,
+            ),
             name=APP_NAME,
             route_prefix="/",
         )
@@ -241,6 +258,11 @@ class Job:
         self.shutdown()
 
     # -- what users ask while it runs -------------------------------------------------------
+
+    @property
+    def coordinator(self) -> Any:
+        """Handle of the coordinator actor (for status, weights and publish times)."""
+        return self._coordinator
 
     @property
     def url(self) -> str:

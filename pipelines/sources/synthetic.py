@@ -5,7 +5,7 @@ features are float32, uniform in [0, 1], named ``x0 .. x{d-1}``; the float32 0/1
 is ``1 if sum(w_i * x_i) > sum(w_i) / 2``, i.e. which side of a hyperplane through the
 centre of the cube a row lies on. Every partition shares the concept ``w``.
 
-Concept switch: at ``drift_at`` (a fraction of each partition's rows) the concept switches
+Concept switch: at ``drift_at`` (a fraction of the partition's rows) the concept switches
 abruptly to a *fresh* weight vector drawn from the seed and made orthogonal to the old
 one. A model of the old concept is then at chance (about 50% accuracy) on the new one,
 instead of being perfectly wrong as it would be after a plain negation of ``w``, which a
@@ -13,14 +13,20 @@ weighting policy could exploit by inverting the model. ``rotation`` adds gradual
 top: the active concept turns by ``rotation`` radians per row (of the partition's offset)
 in a fixed plane drawn from the seed.
 
+``drift_at`` is per partition, like ``noise``: a comma list cycled over partitions, each
+entry a fraction or ``none`` (that partition never switches). One value applies to every
+partition. ``drift_at=none,none,0.3,none`` switches only partition 2 (and 6, 10, ...), at
+30% of its rows. Every switching partition moves to the same new concept.
+
 Noise: each label is then flipped with the partition's ``noise`` probability; 0.5 makes
 the labels pure noise.
 
 URI options (query string): ``features`` (int >= 2, default 10), ``drift_at`` (fraction in
-[0, 1] or ``none``, default 0.5), ``noise`` (flip probability per partition in [0, 1], a
-comma list cycled over partitions, default ``0.0,0.05,0.1,0.3``), ``rotation`` (radians
-per row, >= 0, default 0.0), ``rows`` (total rows, overrides ``SourceSpec.rows``; default
-1_000_000), split evenly over ``spec.partitions`` with the remainder going to the first ones.
+[0, 1] or ``none`` per partition, a comma list cycled over partitions, default 0.5),
+``noise`` (flip probability per partition in [0, 1], a comma list cycled over partitions,
+default ``0.0,0.05,0.1,0.3``), ``rotation`` (radians per row, >= 0, default 0.0), ``rows``
+(total rows, overrides ``SourceSpec.rows``; default 1_000_000), split evenly over
+``spec.partitions`` with the remainder going to the first ones.
 
 Determinism: rows are generated in fixed blocks of `BLOCK_ROWS`, each from its own
 ``SeedSequence(seed, spawn_key=(1, partition, block))``, so a row depends only on
@@ -92,8 +98,8 @@ class HyperplaneOptions:
 
     Args:
         features: number of features, >= 2 (an orthogonal concept needs two dimensions).
-        drift_at: fraction of each partition's rows after which the concept switches, in
-            [0, 1]; None for no switch.
+        drift_at: per partition, cycled when shorter: the fraction of the partition's rows
+            after which the concept switches, in [0, 1], or None for no switch.
         noise: label-flip probabilities, one per partition, cycled when shorter.
         rotation: gradual drift, radians per row, >= 0.
         rows: total rows over all partitions; None defers to `SourceSpec.rows`.
@@ -103,7 +109,7 @@ class HyperplaneOptions:
     """
 
     features: int = 10
-    drift_at: float | None = 0.5
+    drift_at: tuple[float | None, ...] = (0.5,)
     noise: tuple[float, ...] = DEFAULT_NOISE
     rotation: float = 0.0
     rows: int | None = None
@@ -114,11 +120,16 @@ class HyperplaneOptions:
                 f"features ({self.features}) must be an integer >= 2: the concept switch "
                 "needs a second dimension"
             )
-        if self.drift_at is not None and not 0.0 <= self.drift_at <= 1.0:
+        if not self.drift_at:
             raise ConfigError(
-                f"drift_at ({self.drift_at}) must be a fraction in [0, 1], or 'none' for no "
-                "concept switch"
+                "drift_at must list at least one fraction in [0, 1] or 'none', one per partition"
             )
+        for fraction in self.drift_at:
+            if fraction is not None and not 0.0 <= fraction <= 1.0:
+                raise ConfigError(
+                    f"drift_at ({fraction}) must be a fraction in [0, 1], or 'none' for no "
+                    "concept switch (a comma list gives one per partition, cycled)"
+                )
         if not self.noise:
             raise ConfigError("noise must list at least one probability in [0, 1]")
         for p in self.noise:
@@ -133,7 +144,7 @@ class HyperplaneOptions:
 
     @classmethod
     def from_query(cls, query: str) -> HyperplaneOptions:
-        """Parse a URI query string such as ``features=5&noise=0.1,0.2&drift_at=none``.
+        """Parse a URI query string such as ``features=5&noise=0.1,0.2&drift_at=none,0.3``.
 
         Args:
             query: the part of the URI after ``?`` (may be empty).
@@ -154,13 +165,18 @@ class HyperplaneOptions:
             if name in values:
                 raise ConfigError(f"synthetic option {name!r} is given twice")
             values[name] = text.strip()
-        drift_at: float | None = cls.drift_at
-        if "drift_at" in values and values["drift_at"].lower() != "none":
-            drift_at = _parse_float(
-                "drift_at", values["drift_at"], "a fraction in [0, 1] or 'none'"
+        drift_at = cls.drift_at
+        if "drift_at" in values:
+            drift_at = tuple(
+                None
+                if part.strip().lower() == "none"
+                else _parse_float(
+                    "drift_at",
+                    part.strip(),
+                    "comma-separated fractions in [0, 1] or 'none', one per partition",
+                )
+                for part in values["drift_at"].split(",")
             )
-        elif "drift_at" in values:
-            drift_at = None
         noise = cls.noise
         if "noise" in values:
             noise = tuple(
@@ -290,9 +306,10 @@ class SyntheticSource:
 
     def switch_offset(self, partition: int) -> int | None:
         """First offset of `partition` generated from the new concept; None for no switch."""
-        if self.options.drift_at is None:
+        fraction = self.options.drift_at[partition % len(self.options.drift_at)]
+        if fraction is None:
             return None
-        return int(self.options.drift_at * self.partition_rows(partition))
+        return int(fraction * self.partition_rows(partition))
 
     def noise(self, partition: int) -> float:
         """Label-flip probability of `partition`."""

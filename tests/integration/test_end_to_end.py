@@ -10,7 +10,10 @@ import json
 import threading
 import time
 
+import numpy as np
+import pyarrow as pa
 import pytest
+import ray
 import requests
 
 from pipelines.config import JobConfig
@@ -24,7 +27,7 @@ FEATURES = [f"x{i}" for i in range(10)]
 ROW = {name: 0.5 for name in FEATURES}
 
 
-def run_job(tmp_path, source: str, *, predict_while_training: bool = False):
+def run_job(tmp_path, source: str, *, predict_while_training: bool = False, **settings):
     """Run a 4-member job to the end; optionally a client predicts throughout."""
     config = JobConfig(
         source=source,
@@ -34,6 +37,7 @@ def run_job(tmp_path, source: str, *, predict_while_training: bool = False):
         report=tmp_path,
         progress=False,
         seed=7,
+        **settings,
     )
     job = Job(config)
     job.start()
@@ -47,7 +51,13 @@ def run_job(tmp_path, source: str, *, predict_while_training: bool = False):
             while not done.is_set() and time.monotonic() < deadline:
                 reply = session.post(f"{job.url}/predict", json={"rows": [ROW]}, timeout=30)
                 answers.append(
-                    {"status": reply.status_code, "at": time.monotonic(), **reply.json()}
+                    {
+                        "status": reply.status_code,
+                        "at": time.monotonic(),
+                        "wall": time.time(),
+                        "replica": reply.headers.get("X-Replica"),
+                        **reply.json(),
+                    }
                 )
 
     thread = threading.Thread(target=client, daemon=True)
@@ -70,6 +80,7 @@ def learnable(ray_local, tmp_path_factory):
         "synthetic://hyperplane?noise=0.0,0.02,0.05,0.1",
         predict_while_training=True,
     )
+    job.publish_log = ray.get(job.coordinator.publish_times.remote())
     yield job, report, during
     job.shutdown()
 
@@ -92,7 +103,9 @@ def test_predict_answers_while_training_goes_on(learnable):
     assert len(during) >= 5, "too few predictions were answered before training finished"
     assert all(a["status"] == 200 for a in during), [a for a in during if a["status"] != 200][:3]
     versions = [a["weights_version"] for a in during]
-    assert versions == sorted(versions), "a replica's version went backwards"
+    for replica in {a["replica"] for a in during}:
+        own = [a["weights_version"] for a in during if a["replica"] == replica]
+        assert own == sorted(own), f"replica {replica}'s version went backwards"
     assert len(set(versions)) >= 3, (
         f"weights did not refresh while training: {sorted(set(versions))}"
     )
@@ -100,6 +113,33 @@ def test_predict_answers_while_training_goes_on(learnable):
     for a in during:
         assert a["predictions"][0] in (0, 1)
         assert 0.0 <= a["probabilities"][0] <= 1.0
+
+
+def test_fresh_snapshots_reach_answers_within_a_second_under_load(learnable):
+    """p95 of (first answer with version >= v) - (member sent the snapshot that made v)."""
+    job, _, during = learnable
+    assert during and all(a["status"] == 200 for a in during), "a request failed during swaps"
+    answered = sorted((a["wall"], a["weights_version"]) for a in during)
+    last_answer = answered[-1][0]
+    delays = []
+    installs = []
+    for version, sent_at, installed_at in job.publish_log:
+        if sent_at < answered[0][0] or sent_at > last_answer - 1.0:
+            continue  # published before the client started, or too late to be asked for
+        first = next((t for t, v in answered if v >= version and t >= sent_at), None)
+        delays.append((first if first is not None else last_answer) - sent_at)
+        installs.append(installed_at - sent_at)
+    span = job.publish_log[-1][1] - job.publish_log[0][1]
+    rate = len(job.publish_log) / max(span, 1e-9)
+    assert rate >= 3, f"members published only {rate:.1f} snapshots/s"
+    assert len(delays) >= 20, f"only {len(delays)} publishes overlapped the client"
+    p95 = float(np.percentile(delays, 95))
+    print(
+        f"publish-to-answer delay over {len(delays)} publishes: p50 "
+        f"{np.percentile(delays, 50):.3f}s p95 {p95:.3f}s; {rate:.1f} publishes/s; "
+        f"send-to-install p50 {np.percentile(installs, 50):.3f}s p95 {np.percentile(installs, 95):.3f}s"
+    )
+    assert p95 < 1.0, f"p95 publish-to-answer delay {p95:.3f}s over {len(delays)} publishes"
 
 
 def test_ensemble_clears_the_accuracy_threshold_on_a_learnable_stream(learnable):
@@ -147,6 +187,41 @@ def test_http_routes_and_malformed_requests(learnable):
     assert requests.get(f"{base}/predict", timeout=10).status_code == 405
     assert requests.get(f"{base}/nope", timeout=10).status_code == 404
     assert requests.get(f"{base}/healthz", timeout=10).json()["pid"] == pid, "the replica restarted"
+
+
+def test_predict_options_explain_abstain_and_arrow_bodies(learnable):
+    job, _, _ = learnable
+    rows = [ROW, {name: 0.9 for name in FEATURES}, {name: 0.1 for name in FEATURES}]
+    plain = requests.post(f"{job.url}/predict", json={"rows": rows}, timeout=10).json()
+    explained = requests.post(
+        f"{job.url}/predict",
+        json={"rows": rows, "explain": True, "min_confidence": 0.99},
+        timeout=10,
+    ).json()
+    weights = explained["weights"]
+    assert set(weights) == {"0", "1", "2", "3"} and sum(weights.values()) == pytest.approx(
+        1.0, abs=1e-5
+    )
+    for i, per_member in enumerate(explained["members"]):
+        mixed = sum(weights[m] * p for m, p in per_member.items())
+        assert mixed == pytest.approx(explained["probabilities"][i], abs=1e-4)
+    confident = [max(p, 1 - p) >= 0.99 for p in explained["probabilities"]]
+    for i, ok in enumerate(confident):
+        assert explained["predictions"][i] == (plain["predictions"][i] if ok else "abstain")
+    assert explained["coverage"] == pytest.approx(sum(confident) / 3)
+    table = pa.table({name: np.full(1024, 0.5, np.float32) for name in FEATURES})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    bulk = requests.post(
+        f"{job.url}/predict",
+        data=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+        timeout=30,
+    )
+    assert bulk.status_code == 200, bulk.text
+    assert len(bulk.json()["predictions"]) == 1024
+    assert bulk.json()["probabilities"][0] == pytest.approx(plain["probabilities"][0], abs=1e-5)
 
 
 def test_members_size_tensorflow_threads_from_their_cpus(learnable):

@@ -83,3 +83,19 @@ def test_wrong_width_is_a_clear_error():
 def test_bad_model_spec(bad):
     with pytest.raises(ModelError):
         ModelSpec(**bad)
+
+
+def test_a_missing_feature_is_imputed_with_the_running_mean():
+    rng = np.random.default_rng(5)
+    learner = OnlineLearner(5, seed=0)
+    for _ in range(20):
+        x, y = _concept(rng, 64)
+        learner.learn_many(x * 3 + 1, y)
+    mean = learner.get_weights()[1]
+    row = rng.random((1, 5), dtype=np.float32)
+    with_nan, with_mean = row.copy(), row.copy()
+    with_nan[0, 2] = np.nan
+    with_mean[0, 2] = mean[2]
+    np.testing.assert_allclose(
+        learner.predict_proba_many(with_nan), learner.predict_proba_many(with_mean), rtol=1e-5
+    )

@@ -1,51 +1,111 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from actors.errors import RequestError
-from actors.requests import parse_predict_request
+from actors.requests import ARROW_STREAM, parse_predict_request
 
 FEATURES = ["a", "b"]
+JSON = "application/json"
 
 
 def _body(obj) -> bytes:
     return json.dumps(obj).encode()
 
 
+def _arrow(columns: dict) -> bytes:
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def test_rows_become_a_matrix_in_feature_order():
-    x = parse_predict_request(_body({"rows": [{"b": 2, "a": 1.5}]}), "application/json", FEATURES)
-    np.testing.assert_array_equal(x, np.array([[1.5, 2.0]], np.float32))
-    assert parse_predict_request(_body({"rows": [{"a": 0, "b": 1}]}), None, FEATURES).shape == (
+    parsed = parse_predict_request(_body({"rows": [{"b": 2, "a": 1.5}]}), JSON, FEATURES)
+    np.testing.assert_array_equal(parsed.x, np.array([[1.5, 2.0]], np.float32))
+    assert parsed.min_confidence is None and parsed.explain is False and parsed.imputed == {}
+    assert parse_predict_request(_body({"rows": [{"a": 0, "b": 1}]}), None, FEATURES).x.shape == (
         1,
         2,
     )
 
 
+def test_options_from_the_body_or_the_query_string():
+    body = _body({"rows": [{"a": 0, "b": 1}], "min_confidence": 0.8, "explain": True})
+    parsed = parse_predict_request(body, JSON, FEATURES)
+    assert parsed.min_confidence == 0.8 and parsed.explain is True
+    from_query = parse_predict_request(
+        _body({"rows": [{"a": 0, "b": 1}]}),
+        JSON,
+        FEATURES,
+        query={"min_confidence": "0.9", "explain": "true"},
+    )
+    assert from_query.min_confidence == 0.9 and from_query.explain is True
+
+
+def test_arrow_stream_body():
+    body = _arrow({"b": pa.array([1.0, 2.0], pa.float64()), "a": pa.array([3, 4], pa.int32())})
+    parsed = parse_predict_request(body, ARROW_STREAM, FEATURES, query={"explain": "1"})
+    np.testing.assert_array_equal(parsed.x, np.array([[3, 1], [4, 2]], np.float32))
+    assert parsed.explain is True
+
+
+def test_missing_features_are_imputed_only_when_allowed():
+    body = _body({"rows": [{"a": 1.0}, {"a": 2.0, "b": 3.0}]})
+    with pytest.raises(RequestError, match="does not impute"):
+        parse_predict_request(body, JSON, FEATURES)
+    parsed = parse_predict_request(body, JSON, FEATURES, allow_missing=True)
+    assert np.isnan(parsed.x[0, 1]) and parsed.x[1, 1] == 3.0
+    assert parsed.imputed == {0: ["b"]}
+    arrow = parse_predict_request(
+        _arrow({"a": [1.0, 2.0]}), ARROW_STREAM, FEATURES, allow_missing=True
+    )
+    assert np.isnan(arrow.x[:, 1]).all() and arrow.imputed == {0: ["b"], 1: ["b"]}
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "message"),
     [
-        (b"{not json", "application/json", 400, "not valid JSON"),
-        (b"\xff\xfe", "application/json", 400, "not valid JSON"),
-        (_body([1, 2]), "application/json", 400, '"rows" list'),
-        (_body({"rows": []}), "application/json", 400, "non-empty"),
-        (_body({"rows": "x"}), "application/json", 400, "non-empty"),
-        (_body({"rows": [5]}), "application/json", 400, "row 0 is int"),
-        (_body({"rows": [{"a": 1}]}), "application/json", 400, r"missing feature\(s\) \['b'\]"),
+        (b"{not json", JSON, 400, "not valid JSON"),
+        (b"\xff\xfe", JSON, 400, "not valid JSON"),
+        (_body([1, 2]), JSON, 400, '"rows" list'),
+        (_body({"rows": []}), JSON, 400, "non-empty"),
+        (_body({"rows": "x"}), JSON, 400, "non-empty"),
+        (_body({"rows": [5]}), JSON, 400, "row 0 is int"),
+        (_body({"rows": [{"a": 1}]}), JSON, 400, r"missing feature\(s\) \['b'\]"),
+        (_body({"rows": [{"a": 1, "b": 2, "c": 3}]}), JSON, 400, r"unknown feature\(s\) \['c'\]"),
+        (_body({"rows": [{"a": "1", "b": 2}]}), JSON, 400, "expected a number"),
+        (_body({"rows": [{"a": True, "b": 2}]}), JSON, 400, "expected a number"),
+        (_body({"rows": [{"a": None, "b": 2}]}), JSON, 400, "expected a number"),
+        (b'{"rows": [{"a": NaN, "b": 2}]}', JSON, 400, "finite"),
+        (b'{"rows": [{"a": Infinity, "b": 2}]}', JSON, 400, "finite"),
+        (_body({"rows": [{"a": 1e300, "b": 2}]}), JSON, 400, "float32 range"),
+        (_body({"rows": [{"a": 1, "b": 2}], "min_confidence": 2}), JSON, 400, "min_confidence"),
         (
-            _body({"rows": [{"a": 1, "b": 2, "c": 3}]}),
-            "application/json",
+            _body({"rows": [{"a": 1, "b": 2}], "min_confidence": "high"}),
+            JSON,
             400,
-            r"unknown feature\(s\) \['c'\]",
+            "min_confidence",
         ),
-        (_body({"rows": [{"a": "1", "b": 2}]}), "application/json", 400, "expected a number"),
-        (_body({"rows": [{"a": True, "b": 2}]}), "application/json", 400, "expected a number"),
-        (_body({"rows": [{"a": None, "b": 2}]}), "application/json", 400, "expected a number"),
-        (b'{"rows": [{"a": NaN, "b": 2}]}', "application/json", 400, "finite"),
-        (b'{"rows": [{"a": Infinity, "b": 2}]}', "application/json", 400, "finite"),
-        (_body({"rows": [{"a": 1e300, "b": 2}]}), "application/json", 400, "float32 range"),
+        (_body({"rows": [{"a": 1, "b": 2}], "explain": "maybe"}), JSON, 400, "explain"),
+        (_body({"rows": [{"a": 1, "b": 2}], "limit": 3}), JSON, 400, "unknown request field"),
         (_body({"rows": [{"a": 1, "b": 2}]}), "text/plain", 415, "application/json"),
-        (b"x" * 2000, "application/json", 413, "limit is 1000"),
+        (b"not arrow", ARROW_STREAM, 400, "Arrow IPC stream"),
+        (_arrow({"a": [1.0], "b": ["x"]}), ARROW_STREAM, 400, "expected a number"),
+        (_arrow({"a": [1.0], "b": [None]}), ARROW_STREAM, 400, "null"),
+        (_arrow({"a": [1.0], "b": [float("nan")]}), ARROW_STREAM, 400, "finite"),
+        (_arrow({"a": [1.0], "b": [2.0], "c": [3.0]}), ARROW_STREAM, 400, "unknown column"),
+        (_arrow({"a": [1.0]}), ARROW_STREAM, 400, "missing column"),
+        (
+            _arrow({"a": pa.array([], pa.float64()), "b": pa.array([], pa.float64())}),
+            ARROW_STREAM,
+            400,
+            "no rows",
+        ),
+        (b"x" * 2000, JSON, 413, "limit is 1000"),
     ],
 )
 def test_malformed_requests_are_4xx_with_a_reason(body, content_type, status, message):
@@ -57,4 +117,9 @@ def test_malformed_requests_are_4xx_with_a_reason(body, content_type, status, me
 def test_too_many_rows_is_413():
     with pytest.raises(RequestError) as caught:
         parse_predict_request(_body({"rows": [{"a": 1, "b": 1}] * 3}), None, FEATURES, max_rows=2)
+    assert caught.value.status == 413
+    with pytest.raises(RequestError) as caught:
+        parse_predict_request(
+            _arrow({"a": [1.0] * 3, "b": [1.0] * 3}), ARROW_STREAM, FEATURES, max_rows=2
+        )
     assert caught.value.status == 413

@@ -144,6 +144,37 @@ def test_synthetic_drift_none_keeps_one_concept():
     assert np.mean((x @ w > w.sum() / 2) == y) > 0.999
 
 
+def clean_agreement(source, partition: int, offset: int, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of rows `x`, `y` labelled by the concept in force at `offset` of `partition`."""
+    w = source.concept_weights(partition, offset)
+    return float(np.mean((x @ w > w.sum() / 2).astype(np.float32) == y))
+
+
+def test_synthetic_drift_at_per_partition_switches_only_the_listed_partitions():
+    source = synthetic(
+        "features=4&rows=16000&noise=0,0,0,0.5&drift_at=none,none,0.3,none", partitions=4
+    )
+    assert [source.switch_offset(p) for p in range(4)] == [None, None, 1200, None]
+    for partition in (0, 1):
+        x, y = features_and_labels(read_all(source.open(partition), 4000), 4)
+        assert clean_agreement(source, partition, 0, x, y) > 0.999
+        assert np.allclose(source.concept_weights(partition, 3999), source.concept_weights(0, 0))
+    x, y = features_and_labels(read_all(source.open(2), 4000), 4)
+    assert clean_agreement(source, 2, 0, x[:1200], y[:1200]) > 0.999
+    assert clean_agreement(source, 2, 1200, x[1200:], y[1200:]) > 0.999
+    assert 0.35 < clean_agreement(source, 2, 0, x[1200:], y[1200:]) < 0.65
+    assert source.noise(3) == 0.5 and source.switch_offset(3) is None
+
+
+def test_synthetic_drift_at_list_cycles_and_single_value_applies_to_all():
+    source = synthetic("rows=6000&drift_at=0.5,none,0.25", partitions=6)
+    assert [source.switch_offset(p) for p in range(6)] == [500, None, 250, 500, None, 250]
+    single = synthetic("rows=6000&drift_at=0.1", partitions=3)
+    assert [single.switch_offset(p) for p in range(3)] == [200, 200, 200]
+    assert synthetic("rows=6000", partitions=2).switch_offset(1) == 1500  # default 0.5
+    assert synthetic("rows=6000&drift_at=NONE", partitions=2).switch_offset(1) is None
+
+
 def test_synthetic_rotation_turns_the_concept_gradually():
     source = synthetic("features=4&rows=6000&noise=0&drift_at=none&rotation=0.0005", 1)
     first, last = source.concept_weights(0, 0), source.concept_weights(0, 5999)
@@ -205,6 +236,10 @@ def test_synthetic_open_rejects_bad_positions(partition, offset, message):
         ("noise=0.1,1.5", ["noise", "1.5", "[0, 1]"]),
         ("drift_at=2", ["drift_at", "2.0", "[0, 1]"]),
         ("drift_at=soon", ["drift_at", "'soon'", "'none'"]),
+        ("drift_at=0.3,abc", ["drift_at", "'abc'", "'none'", "per partition"]),
+        ("drift_at=1.5", ["drift_at", "1.5", "[0, 1]"]),
+        ("drift_at=none,1.5", ["drift_at", "1.5", "[0, 1]"]),
+        ("drift_at=0.3,", ["drift_at", "''", "fractions in [0, 1]"]),
         ("features=1", ["features", "1", ">= 2"]),
         ("features=ten", ["features", "'ten'", "integer"]),
         ("rotation=-0.1", ["rotation", "-0.1", ">= 0"]),

@@ -1,0 +1,535 @@
+"""Weighting policies: the shared contract and machinery, and the five named policies.
+
+Import these names from `actors.weighting`, which re-exports them with the registry.
+
+Every policy keeps, for each member, the last `window` shared-sample rows that member
+was scored on: its positive-class probability and the true label, in a ring buffer.
+Policies differ only in how a member's window becomes a *gain* (its unnormalised weight);
+everything else is common and lives in `WeightingPolicy.weights`:
+
+1. members with fewer than `min_rows` rows get the average share of those with enough
+   (uniform over the eligible members if none has enough);
+2. a member at or below chance gets 0; if every member is, the weights are uniform;
+3. the rest are proportional to their gains, bounded below by `floor` and above by
+   `cap`: ``w_i = clip(lam * gain_i, floor, cap)`` with the one ``lam`` that makes the
+   weights sum to 1 (`_bounded_shares`).
+
+Gains are handled as logarithms so that the exponential policies (softmax, hedge) keep
+their ratios even where ``exp`` would underflow.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from actors.errors import ConfigError
+
+__all__ = [
+    "AccuracyPolicy",
+    "AwePolicy",
+    "HedgePolicy",
+    "SoftmaxPolicy",
+    "UniformPolicy",
+    "WeightingPolicy",
+]
+
+_Policy = TypeVar("_Policy", bound="WeightingPolicy")
+
+_ARRAYS = ("probability", "label", "next_slot", "rows")
+_ROUNDING = 1e-12
+
+
+@dataclass(frozen=True)
+class _WindowStats:
+    """Per-member figures over each member's window; (M,) arrays, 0 where no rows."""
+
+    rows: np.ndarray
+    accuracy: np.ndarray
+    chance: np.ndarray
+    mse: np.ndarray
+    random_mse: np.ndarray
+
+
+class WeightingPolicy(abc.ABC):
+    """A named, stateful rule that turns members' recent scores into mixing weights.
+
+    Args:
+        n_members: number of members (columns of what `observe` receives), >= 1.
+        window: rows per member that count as recent, >= 1.
+        floor: minimum weight of each member above chance, in [0, 1/n_members).
+        cap: maximum weight of any member, in (1/n_members, 1] (exactly 1 for one member).
+        min_rows: rows a member needs in its window before its own figures set its
+            weight, in [1, window].
+
+    Raises:
+        ConfigError: for a value out of range; the message repeats the values received.
+
+    When fewer members can hold weight than the bounds allow for (``k * cap < 1`` or
+    ``k * floor > 1`` for ``k`` members above chance, e.g. after `resize` or when only a
+    few members are eligible), the bounds yield to ``1/k``: a below-chance member still
+    gets 0 and the weights still sum to 1.
+
+    Example:
+        >>> import numpy as np
+        >>> from actors.weighting import make_policy
+        >>> policy = make_policy("accuracy", 2, min_rows=4)
+        >>> labels = np.array([0.0, 1.0, 0.0, 1.0])
+        >>> probabilities = np.array([[0.1, 0.9], [0.9, 0.9], [0.2, 0.1], [0.8, 0.9]])
+        >>> policy.observe(probabilities, labels, scored=np.array([True, True]))
+        >>> policy.member_scores(), policy.weights(np.array([True, True])).round(4).tolist()
+        ([1.0, 0.75], [0.6667, 0.3333])
+    """
+
+    name: ClassVar[str]
+    score_name: ClassVar[str] = "accuracy"
+    """What `member_scores` returns: ``accuracy``, ``loss`` or ``mse``."""
+    params: ClassVar[tuple[str, ...]] = ()
+    """The policy's own constructor parameters, besides the common ones."""
+
+    def __init__(
+        self,
+        n_members: int,
+        *,
+        window: int = 2000,
+        floor: float = 0.0,
+        cap: float = 1.0,
+        min_rows: int = 50,
+    ) -> None:
+        self.n_members = _integer("n_members", n_members)
+        self.window = _integer("window", window)
+        self.min_rows = _integer("min_rows", min_rows)
+        if self.min_rows > self.window:
+            raise ConfigError(
+                f"min_rows ({self.min_rows}) must be <= window ({self.window}): a member's "
+                "window never holds more rows than that"
+            )
+        self.floor = _number("floor", floor)
+        self.cap = _number("cap", cap)
+        _check_bounds(self.floor, self.cap, self.n_members)
+        self._probability = np.zeros((self.n_members, self.window))
+        self._label = np.zeros((self.n_members, self.window), dtype=bool)
+        # Until a window is full, slots [0, rows) hold its rows and next_slot == rows.
+        self._next_slot = np.zeros(self.n_members, dtype=np.int64)
+        self._rows = np.zeros(self.n_members, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        settings = ("window", "floor", "cap", "min_rows", *self.params)
+        shown = ", ".join(f"{key}={getattr(self, key)!r}" for key in settings)
+        return f"{type(self).__name__}({self.n_members}, {shown})"
+
+    def observe(self, probabilities: np.ndarray, labels: np.ndarray, scored: np.ndarray) -> None:
+        """Add scored shared-sample rows to each scored member's window.
+
+        Args:
+            probabilities: (n, n_members) each member's positive-class probability on n
+                rows no member has trained on. A non-finite value counts as a confident
+                wrong answer (a diverged snapshot earns nothing).
+            labels: (n,) true labels, 0/1.
+            scored: (n_members,) bool, which columns are real predictions (members that
+                have a snapshot); only those columns enter their member's window.
+
+        Raises:
+            ValueError: if the shapes do not agree.
+        """
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != self.n_members:
+            raise ValueError(
+                f"probabilities must have shape (rows, {self.n_members}), got {p.shape}"
+            )
+        y = np.asarray(labels, dtype=np.float64)
+        if y.shape != (p.shape[0],):
+            raise ValueError(f"labels must have shape ({p.shape[0]},), got {y.shape}")
+        columns = np.flatnonzero(self._mask(scored, "scored"))
+        if p.shape[0] == 0 or columns.size == 0:
+            return
+        # Only the newest `window` rows can stay in a window.
+        truth = y[-self.window :] > 0.5
+        block = p[-self.window :, columns].T
+        wrong = np.where(truth, 0.0, 1.0)
+        block = np.where(np.isfinite(block), np.clip(block, 0.0, 1.0), wrong)
+        n = truth.size
+        slots = (self._next_slot[columns, None] + np.arange(n)) % self.window
+        self._probability[columns[:, None], slots] = block
+        self._label[columns[:, None], slots] = truth
+        self._next_slot[columns] = (self._next_slot[columns] + n) % self.window
+        self._rows[columns] = np.minimum(self._rows[columns] + n, self.window)
+
+    def weights(self, eligible: np.ndarray) -> np.ndarray:
+        """Mixing weights: sum to 1 over `eligible` members, 0 elsewhere.
+
+        Args:
+            eligible: (n_members,) bool, the members that may get weight (e.g. those with
+                a snapshot Serve can use).
+
+        Returns:
+            (n_members,) float64 weights; all 0 when no member is eligible.
+
+        Raises:
+            ValueError: if `eligible` has the wrong shape.
+        """
+        eligible = self._mask(eligible, "eligible")
+        if not eligible.any():
+            return np.zeros(self.n_members)
+        stats = self._stats()
+        experienced = eligible & (stats.rows >= self.min_rows)
+        if not experienced.any():
+            return _uniform(eligible)
+        log_gains, above = self._log_gains(stats, experienced)
+        above = above & experienced
+        if not above.any():
+            return _uniform(eligible)
+        log_gains = np.array(log_gains, dtype=np.float64)
+        newcomers = eligible & ~experienced
+        if newcomers.any():
+            top = float(log_gains[above].max())
+            mean_gain = float(np.exp(log_gains[above] - top).sum()) / int(experienced.sum())
+            log_gains[newcomers] = top + math.log(mean_gain)
+            above = above | newcomers
+        return _bounded_shares(log_gains, above, self.floor, self.cap)
+
+    def member_scores(self) -> list[float | None]:
+        """Each member's recent figure the policy weighs (see `score_name`); None if no rows."""
+        stats = self._stats()
+        values = self._scores(stats)
+        return [float(v) if rows else None for v, rows in zip(values, stats.rows, strict=True)]
+
+    def resize(self, n_members: int) -> None:
+        """Grow (new members start with an empty window) or shrink (drop the last ones).
+
+        Raises:
+            ConfigError: if `n_members` < 1.
+        """
+        n = _integer("n_members", n_members)
+        keep = min(n, self.n_members)
+        grow = n - keep
+        self._probability = np.vstack([self._probability[:keep], np.zeros((grow, self.window))])
+        self._label = np.vstack([self._label[:keep], np.zeros((grow, self.window), dtype=bool)])
+        self._next_slot = np.concatenate([self._next_slot[:keep], np.zeros(grow, np.int64)])
+        self._rows = np.concatenate([self._rows[:keep], np.zeros(grow, np.int64)])
+        self.n_members = n
+
+    def state(self) -> dict[str, np.ndarray | float | int]:
+        """Settings and windows as plain numbers and arrays (for `np.savez`, no pickle)."""
+        settings: dict[str, np.ndarray | float | int] = {
+            "n_members": self.n_members,
+            "window": self.window,
+            "floor": self.floor,
+            "cap": self.cap,
+            "min_rows": self.min_rows,
+        }
+        settings.update({key: float(getattr(self, key)) for key in self.params})
+        arrays = (self._probability, self._label, self._next_slot, self._rows)
+        settings.update({key: a.copy() for key, a in zip(_ARRAYS, arrays, strict=True)})
+        return settings
+
+    @classmethod
+    def from_state(cls: type[_Policy], state: Mapping[str, Any]) -> _Policy:
+        """Rebuild a policy of this class from `state()` (also after `np.savez`/`np.load`).
+
+        Raises:
+            ConfigError: if a setting is out of range.
+            ValueError: if a key is missing or the arrays do not fit the settings.
+        """
+        keys = ("n_members", "window", "floor", "cap", "min_rows", *cls.params, *_ARRAYS)
+        missing = [key for key in keys if key not in state]
+        if missing:
+            raise ValueError(f"{cls.name} policy state lacks {missing}; got keys {sorted(state)}")
+        options: dict[str, Any] = {key: float(state[key]) for key in ("floor", "cap", *cls.params)}
+        policy = cls(
+            int(state["n_members"]),
+            window=int(state["window"]),
+            min_rows=int(state["min_rows"]),
+            **options,
+        )
+        m, w = policy.n_members, policy.window
+        probability = np.array(state["probability"], dtype=np.float64)
+        label = np.array(state["label"], dtype=bool)
+        next_slot = np.array(state["next_slot"], dtype=np.int64)
+        rows = np.array(state["rows"], dtype=np.int64)
+        consistent = (
+            probability.shape == label.shape == (m, w)
+            and next_slot.shape == rows.shape == (m,)
+            and bool(np.all((rows >= 0) & (rows <= w) & (next_slot >= 0) & (next_slot < w)))
+            and bool(np.all((rows == w) | (next_slot == rows)))
+        )
+        if not consistent:
+            raise ValueError(
+                f"{cls.name} policy state does not fit {m} members and window {w}: "
+                f"probability {probability.shape}, label {label.shape}, "
+                f"next_slot {next_slot.tolist()}, rows {rows.tolist()}"
+            )
+        policy._probability, policy._label = probability, label
+        policy._next_slot, policy._rows = next_slot, rows
+        return policy
+
+    @abc.abstractmethod
+    def _log_gains(
+        self, stats: _WindowStats, experienced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log gain of each member and whether it is above chance.
+
+        Only entries where `experienced` is True are read; the log gain of a member not
+        above chance is ignored.
+        """
+
+    def _scores(self, stats: _WindowStats) -> np.ndarray:
+        return stats.accuracy
+
+    def _mask(self, values: np.ndarray, what: str) -> np.ndarray:
+        mask = np.asarray(values, dtype=bool)
+        if mask.shape != (self.n_members,):
+            raise ValueError(f"{what} must have shape ({self.n_members},), got {mask.shape}")
+        return mask
+
+    def _stats(self) -> _WindowStats:
+        rows = self._rows
+        held = np.arange(self.window) < rows[:, None]
+        count = np.maximum(rows, 1)
+        p, y = self._probability, self._label
+        accuracy = (((p > 0.5) == y) & held).sum(axis=1) / count
+        positive = (y & held).sum(axis=1) / count
+        true_class = np.where(y, p, 1.0 - p)
+        return _WindowStats(
+            rows=rows.copy(),
+            accuracy=accuracy,
+            chance=np.maximum(positive, 1.0 - positive),
+            mse=(np.square(1.0 - true_class) * held).sum(axis=1) / count,
+            random_mse=positive * (1.0 - positive),
+        )
+
+
+class UniformPolicy(WeightingPolicy):
+    """Equal weights over the eligible members; `member_scores` reports recent accuracy."""
+
+    name = "uniform"
+
+    def _log_gains(
+        self, stats: _WindowStats, experienced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(self.n_members), np.ones(self.n_members, dtype=bool)
+
+
+class AccuracyPolicy(WeightingPolicy):
+    """Weight proportional to recent accuracy above chance: ``w_i ∝ acc_i - chance_i``.
+
+    Chance is the majority-class rate of the member's window, so a member that only
+    learned the class balance earns nothing.
+    """
+
+    name = "accuracy"
+
+    def _log_gains(
+        self, stats: _WindowStats, experienced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _log_positive(stats.accuracy - stats.chance)
+
+
+class SoftmaxPolicy(WeightingPolicy):
+    """Softmax of recent accuracy: ``w_i ∝ exp((acc_i - best_acc) / temperature)``.
+
+    Over the members above chance (0 for the others); ``best_acc`` is the best of them,
+    subtracted so that the best member's term is 1. A gap of one `temperature` in
+    accuracy costs a factor e, so lower is sharper: at 0.05 a member 5 points behind the
+    best gets 1/e of its weight.
+
+    Args:
+        temperature: accuracy gap per factor e, finite and > 0 (default 0.05).
+        **common: see `WeightingPolicy`.
+    """
+
+    name = "softmax"
+    params = ("temperature",)
+
+    def __init__(
+        self,
+        n_members: int,
+        *,
+        temperature: float = 0.05,
+        window: int = 2000,
+        floor: float = 0.0,
+        cap: float = 1.0,
+        min_rows: int = 50,
+    ) -> None:
+        super().__init__(n_members, window=window, floor=floor, cap=cap, min_rows=min_rows)
+        self.temperature = _positive("temperature", temperature, "lower is sharper")
+
+    def _log_gains(
+        self, stats: _WindowStats, experienced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        above = stats.accuracy > stats.chance
+        best = float(stats.accuracy[above & experienced].max(initial=0.0))
+        return (stats.accuracy - best) / self.temperature, above
+
+
+class HedgePolicy(WeightingPolicy):
+    """Hedge (Freund & Schapire 1997) over each member's recent 0/1 loss.
+
+    ``w_i ∝ exp(-eta * sqrt(n_i) * (L_i - L_best))``, where ``L_i`` is the mean 0/1
+    loss over member i's window of ``n_i`` rows and ``L_best`` the lowest among members
+    above chance (members at or below chance get 0).
+
+    Why this form: Hedge weighs by ``exp(-rate * cumulative loss)``; over a window of
+    ``n`` rows the cumulative loss is ``n * L`` and the tuned rate is
+    ``sqrt(8 ln K / n)``, so the exponent is ``sqrt(n) * L`` times a constant, which is
+    `eta`. That makes it scale-free in the window length: the standard error of a mean
+    0/1 loss is at most ``0.5 / sqrt(n)``, so the exponent is about ``2 * eta`` per
+    standard error of loss gap. A gap within noise moves weights by a small factor; a gap
+    of several standard errors is decisive, whatever the window. Because only the window
+    counts, a member whose loss jumps loses its weight within one window.
+
+    Args:
+        eta: learning rate per window-normalised loss, finite and > 0 (default 2.0).
+        **common: see `WeightingPolicy`.
+    """
+
+    name = "hedge"
+    score_name = "loss"
+    params = ("eta",)
+
+    def __init__(
+        self,
+        n_members: int,
+        *,
+        eta: float = 2.0,
+        window: int = 2000,
+        floor: float = 0.0,
+        cap: float = 1.0,
+        min_rows: int = 50,
+    ) -> None:
+        super().__init__(n_members, window=window, floor=floor, cap=cap, min_rows=min_rows)
+        self.eta = _positive("eta", eta, "higher is sharper")
+
+    def _log_gains(
+        self, stats: _WindowStats, experienced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        above = stats.accuracy > stats.chance
+        loss = 1.0 - stats.accuracy
+        best = float(loss[above & experienced].min(initial=1.0))
+        return -self.eta * np.sqrt(stats.rows) * (loss - best), above
+
+    def _scores(self, stats: _WindowStats) -> np.ndarray:
+        return 1.0 - stats.accuracy
+
+
+class AwePolicy(WeightingPolicy):
+    """Accuracy-weighted ensembles (Wang, Fan, Yu & Han, KDD 2003).
+
+    ``w_i = max(0, MSE_r - MSE_i)``: ``MSE_i`` is the mean over member i's window of
+    ``(1 - p_i(true class))^2``, ``MSE_r = sum_c p(c) (1 - p(c))^2`` the error of a
+    predictor that guesses from the window's class distribution ``p(c)``. A member with
+    ``MSE_i >= MSE_r`` (no better than random, e.g. one that only learned the class
+    prior) gets 0. Unlike accuracy it rewards calibrated confidence.
+    """
+
+    name = "awe"
+    score_name = "mse"
+
+    def _log_gains(
+        self, stats: _WindowStats, experienced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _log_positive(stats.random_mse - stats.mse)
+
+    def _scores(self, stats: _WindowStats) -> np.ndarray:
+        return stats.mse
+
+
+def _bounded_shares(
+    log_gains: np.ndarray, above: np.ndarray, floor: float, cap: float
+) -> np.ndarray:
+    """``w_i = clip(exp(mu + log_gains_i), lo, hi)`` for members `above`, 0 elsewhere.
+
+    ``mu`` is the one offset that makes the weights sum to 1, so members between the
+    bounds keep the ratios of their gains, and what a capped member gives up goes to the
+    free ones in proportion (the fixed point of "cap, redistribute, repeat"). With ``k``
+    members above, ``lo = min(floor, 1/k)`` and ``hi = max(cap, 1/k)`` keep it feasible.
+
+    The total is increasing and piecewise in ``exp(mu)`` between the knots where a member
+    reaches a bound, so ``mu`` is solved exactly on the segment where it crosses 1.
+    """
+    weights = np.zeros(above.shape[0])
+    k = int(above.sum())
+    if k == 0:
+        return weights
+    s = log_gains[above] - log_gains[above].max()
+    lo, hi = min(floor, 1.0 / k), max(cap, 1.0 / k)
+    if hi * k <= 1.0 + 1e-12 or lo * k >= 1.0 - 1e-12:
+        weights[above] = 1.0 / k
+        return weights
+    log_lo = math.log(lo) if lo > 0.0 else -math.inf
+    log_hi = math.log(hi)
+    cap_knots = log_hi - s
+    floor_knots = log_lo - s
+    knots = np.unique(np.concatenate([cap_knots, floor_knots[np.isfinite(floor_knots)]]))
+    totals = np.exp(np.clip(knots[:, None] + s[None, :], log_lo, log_hi)).sum(axis=1)
+    i = min(int(np.searchsorted(totals, 1.0)), knots.size - 1)
+    upper = float(knots[i])
+    lower = float(knots[i - 1]) if i > 0 else -math.inf
+    capped = cap_knots <= lower
+    floored = floor_knots >= upper
+    free = ~capped & ~floored
+    rest = 1.0 - hi * int(capped.sum()) - lo * int(floored.sum())
+    mu = upper
+    if free.any() and rest > 0.0:
+        top = float(s[free].max())
+        log_free = top + math.log(float(np.exp(s[free] - top).sum()))
+        mu = min(max(math.log(rest) - log_free, lower), upper)
+    shares = np.exp(np.clip(mu + s, log_lo, log_hi))
+    weights[above] = shares / shares.sum()
+    return weights
+
+
+def _uniform(mask: np.ndarray) -> np.ndarray:
+    return mask / mask.sum()
+
+
+def _log_positive(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # A gain within rounding of 0 (an AWE member that only learned the class prior) is 0.
+    above = gains > _ROUNDING
+    log_gains = np.full(gains.shape, -math.inf)
+    log_gains[above] = np.log(gains[above])
+    return log_gains, above
+
+
+def _check_bounds(floor: float, cap: float, n: int) -> None:
+    if floor > cap:
+        raise ConfigError(f"floor ({floor}) must be <= cap ({cap})")
+    if not 0.0 <= floor < 1.0 / n:
+        raise ConfigError(
+            f"floor ({floor}) must be in [0, 1/members) = [0, {1.0 / n:.4g}) for {n} "
+            "members: every member at the floor would already take all the weight"
+        )
+    if n == 1 and cap != 1.0:
+        raise ConfigError(f"cap ({cap}) must be 1 for a single member")
+    if n > 1 and not 1.0 / n < cap <= 1.0:
+        raise ConfigError(
+            f"cap ({cap}) must be in (1/members, 1] = ({1.0 / n:.4g}, 1] for {n} members: "
+            "at or below 1/members the weights cannot sum to 1"
+        )
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} ({value!r}) must be an integer >= 1")
+    return int(value)
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ConfigError(f"{name} ({value!r}) must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} ({value!r}) must be a finite number")
+    return number
+
+
+def _positive(name: str, value: Any, hint: str) -> float:
+    number = _number(name, value)
+    if number <= 0.0:
+        raise ConfigError(f"{name} ({value!r}) must be > 0 ({hint})")
+    return number

@@ -1,0 +1,1 @@
+"""Benchmarks run by `online-ensemble bench ...`: side by side, in one process run."""
