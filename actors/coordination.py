@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.weighting import RecentAccuracy, make_policy
+from actors.weighting import POLICIES, RecentAccuracy, make_policy
 
 __all__ = ["CoordinatorCore", "MemberRecord"]
 
@@ -75,15 +75,21 @@ class CoordinatorCore:
         self.equal_weight = RecentAccuracy(self.window)
         self._labels: deque[float] = deque(maxlen=self.window)
         self.history: list[dict] = []
-        self.policy = make_policy(
-            policy,
-            len(self.members),
-            window=self.window,
-            floor=floor,
-            cap=cap,
-            min_rows=min(int(min_eval_rows), self.window),
-            **(policy_params or {}),
-        )
+        common = {
+            "window": self.window,
+            "floor": floor,
+            "cap": cap,
+            "min_rows": min(int(min_eval_rows), self.window),
+        }
+        self.policy = make_policy(policy, len(self.members), **common, **(policy_params or {}))
+        # Shadow policies: every other policy weighs the same members on the same shared
+        # rows, so the report can say how each would have served on this very stream (the
+        # fairest comparison there is: same stream, seed, members and snapshots).
+        self.shadows = {
+            name: (make_policy(name, len(self.members), **common), RecentAccuracy(self.window))
+            for name in POLICIES
+            if name != policy
+        }
 
     @property
     def member_ids(self) -> list[int]:
@@ -124,6 +130,10 @@ class CoordinatorCore:
         scored = np.zeros(len(ids), dtype=bool)
         scored[eligible] = True
         self.policy.observe(probabilities, labels, scored)
+        for shadow, accuracy in self.shadows.values():
+            shadow_mixed = probabilities @ shadow.weights(scored)
+            accuracy.add((shadow_mixed > 0.5) == truth)
+            shadow.observe(probabilities, labels, scored)
         mixed = probabilities @ weights
         equal = probabilities[:, eligible].mean(axis=1)
         self.ensemble.add((mixed > 0.5) == truth)
@@ -213,5 +223,13 @@ class CoordinatorCore:
                 "eval_rows": self.ensemble.total_rows,
                 "chance": self.chance(),
             },
-            "policy": {"name": self.policy_name, "score": self.policy.score_name},
+            "policy": {
+                "name": self.policy_name,
+                "score": self.policy.score_name,
+                # Prequential accuracy each policy would have had on the same rows.
+                "accuracy_by_policy": {
+                    self.policy_name: self.ensemble.cumulative(),
+                    **{name: acc.cumulative() for name, (_, acc) in self.shadows.items()},
+                },
+            },
         }

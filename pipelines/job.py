@@ -316,6 +316,7 @@ class Job:
             "weights_version": summary.get("weights_version"),
             "members": members,
             "ensemble": summary["ensemble"],
+            "policy": summary.get("policy", {}),
             "coordinator": summary.get("coordinator", {}),
         }
 

@@ -137,7 +137,8 @@ def test_fresh_snapshots_reach_answers_within_a_second_under_load(learnable):
     print(
         f"publish-to-answer delay over {len(delays)} publishes: p50 "
         f"{np.percentile(delays, 50):.3f}s p95 {p95:.3f}s; {rate:.1f} publishes/s; "
-        f"send-to-install p50 {np.percentile(installs, 50):.3f}s p95 {np.percentile(installs, 95):.3f}s"
+        f"send-to-install p50 {np.percentile(installs, 50):.3f}s "
+        f"p95 {np.percentile(installs, 95):.3f}s"
     )
     assert p95 < 1.0, f"p95 publish-to-answer delay {p95:.3f}s over {len(delays)} publishes"
 

@@ -95,3 +95,20 @@ def test_rows_per_s_from_history_and_lag_in_summary():
     assert core.rows_per_s(span_s=100.0) == pytest.approx(4000 / 7.0)
     summary = core.summary()
     assert summary["members"][0]["lag"] == 100 and summary["rows"] == 4000
+
+
+def test_shadow_policies_score_the_same_rows():
+    rng = np.random.default_rng(2)
+    core = _core(policy="hedge")
+    for mid in (0, 1, 2):
+        core.mark_snapshot(mid)
+    for _ in range(20):
+        labels = (rng.random(50) > 0.5).astype(np.float32)
+        good = np.where(labels > 0.5, 0.9, 0.1)
+        wrong = 1 - good  # a confidently wrong member: uniform suffers, the others do not
+        core.record_scores(np.stack([good, good, wrong], axis=1), labels)
+    by_policy = core.summary()["policy"]["accuracy_by_policy"]
+    assert set(by_policy) == {"uniform", "accuracy", "softmax", "hedge", "awe"}
+    assert by_policy["hedge"] == core.summary()["ensemble"]["prequential_accuracy"]
+    assert by_policy["uniform"] == core.summary()["ensemble"]["equal_weight_accuracy"]
+    assert by_policy["awe"] > 0.95
