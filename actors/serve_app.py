@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +214,7 @@ class EnsembleServer:
             return _error(
                 413, f"request body is {declared} bytes; the limit is {self._max_body_bytes}"
             )
+        began = time.perf_counter()
         body = await request.body()
         try:
             parsed = parse_predict_request(
@@ -226,13 +228,22 @@ class EnsembleServer:
             )
         except RequestError as error:
             return _error(error.status, error.message)
+        parsed_at = time.perf_counter()
         if self._live is None:
             # Only before the first snapshot: fetch it now rather than refuse the request.
             await self.refresh()
         scored = await self._predict_batch(parsed.x)
         if scored is None:
             return _error(503, "no model snapshot published yet; retry shortly")
-        return JSONResponse(_answer(parsed, scored), headers={"X-Replica": self._replica})
+        scored_at = time.perf_counter()
+        answer = _answer(parsed, scored)
+        # Server-Timing (a standard header) says where a request's time went in the replica.
+        timing = (
+            f"parse;dur={1000 * (parsed_at - began):.3f}, "
+            f"predict;dur={1000 * (scored_at - parsed_at):.3f}, "
+            f"total;dur={1000 * (time.perf_counter() - began):.3f}"
+        )
+        return JSONResponse(answer, headers={"X-Replica": self._replica, "Server-Timing": timing})
 
     async def _healthz(self, request: Request) -> JSONResponse:
         live = self._live

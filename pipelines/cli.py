@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -159,7 +160,11 @@ def _bench(args: argparse.Namespace) -> int:
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     from pipelines.bench.serve_bench import run_serve_bench
 
-    result = run_serve_bench(port=args.port, rounds=args.rounds, requests_per_round=args.requests)
+    # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_serve_bench(
+            port=args.port, rounds=args.rounds, requests_per_round=args.requests
+        )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
