@@ -7,7 +7,7 @@
 
     with Job(JobConfig(members=4, rows=100_000)) as job:
         job.start()
-        print(job.predict([{f"x{i}": 0.5 for i in range(10)}]))
+        answer = job.predict([{f"x{i}": 0.5 for i in range(10)}])
         report = job.wait()          # until the bounded stream ends
 
 Rows never pass through the driver: it opens the source only to list partitions and
