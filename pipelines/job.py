@@ -77,6 +77,7 @@ class Job:
         self._training_started_at: float | None = None
         self._training_ended_at: float | None = None
         self.report_paths: ReportPaths | None = None
+        self.history: list[dict] = []  # accuracy and weights over the stream, after finish()
         self.partitions_by_member: dict[int, list[int]] = {}
 
     # -- life cycle ---------------------------------------------------------------------
@@ -230,8 +231,8 @@ class Job:
                 self._final[mid] = ray.get(ref)
         self._training_ended_at = time.monotonic()
         report = self._report()
-        history = ray.get(self._coordinator.history.remote())
-        self.report_paths = write_report(report, history, self.config.report)
+        self.history = ray.get(self._coordinator.history.remote())
+        self.report_paths = write_report(report, self.history, self.config.report)
         return report
 
     def shutdown(self) -> None:
