@@ -84,11 +84,12 @@ class CoordinatorCore:
         self.policy = make_policy(policy, len(self.members), **common, **(policy_params or {}))
         # Shadow policies: every other policy weighs the same members on the same shared
         # rows, so the report can say how each would have served on this very stream (the
-        # fairest comparison there is: same stream, seed, members and snapshots).
+        # fairest comparison there is: same stream, seed, members and snapshots). Uniform
+        # needs no shadow: `equal_weight` already is it.
         self.shadows = {
             name: (make_policy(name, len(self.members), **common), RecentAccuracy(self.window))
             for name in POLICIES
-            if name != policy
+            if name not in (policy, "uniform")
         }
 
     @property
@@ -228,6 +229,7 @@ class CoordinatorCore:
                 "score": self.policy.score_name,
                 # Prequential accuracy each policy would have had on the same rows.
                 "accuracy_by_policy": {
+                    "uniform": self.equal_weight.cumulative(),
                     self.policy_name: self.ensemble.cumulative(),
                     **{name: acc.cumulative() for name, (_, acc) in self.shadows.items()},
                 },

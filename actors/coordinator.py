@@ -148,11 +148,6 @@ class CoordinatorActor:
         return latest.version if latest is not None else 0
 
     @ray.method(concurrency_group="serving")
-    def snapshot(self) -> EnsembleSnapshot | None:
-        """The newest ensemble snapshot (only members that published one), or None."""
-        return self._latest
-
-    @ray.method(concurrency_group="serving")
     def snapshot_if_newer(self, version: int) -> EnsembleSnapshot | None:
         """The newest snapshot if its version is above `version` (one call per poll)."""
         latest = self._latest

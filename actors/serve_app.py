@@ -111,7 +111,6 @@ class EnsembleServer:
         if expected_members > 0:
             self._standby[expected_members] = [self._new_graph(expected_members) for _ in range(2)]
         self._refresher: asyncio.Task | None = None
-        self.swaps = 0
         # Constructed outside an event loop, there is nothing to start yet: the first
         # request starts the refresher.
         with contextlib.suppress(RuntimeError):
@@ -168,7 +167,6 @@ class EnsembleServer:
         self._live = _Live(snapshot.version, snapshot.member_ids, model, snapshot.mixing)
         if previous is not None:
             self._standby.setdefault(len(previous.member_ids), []).append(previous.model)
-        self.swaps += 1
         return snapshot.version
 
     # -- prediction -----------------------------------------------------------------------

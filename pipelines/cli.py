@@ -155,9 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _quiet_runtime_logs() -> None:
+    """TensorFlow's C++ notices and Serve's INFO lines bury what a user came to see.
+
+    Call before TensorFlow is imported and again after `ray.init`, which sets up Serve's
+    logger; warnings and errors still show.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    _quiet_runtime_logs()
     from pipelines.bench.serve_bench import run_serve_bench
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
@@ -189,8 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides)
     # Heavy imports only once the arguments are known good: `--help` and errors stay fast.
-    # TensorFlow's C++ start-up notices are noise to a user; warnings and errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet_runtime_logs()
     from pipelines.job import Job
     from pipelines.progress import ProgressDisplay
     from pipelines.report import summarise
@@ -211,8 +219,7 @@ def _run(args: argparse.Namespace) -> int:
     def install_handlers() -> None:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        # Ray sets up Serve's logger at init; its INFO lines would bury the progress.
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        _quiet_runtime_logs()  # again: ray.init has set up Serve's logger by now
 
     install_handlers()
     with job:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Target", "concurrent_rate", "percentile_ms", "sequential_latencies"]
+__all__ = ["Target", "concurrent_rate", "interleave", "percentile_ms", "sequential_latencies"]
 
 
 @dataclass(frozen=True)
