@@ -1,18 +1,32 @@
 """The learner core each member holds: a Keras network and one compiled test-then-train step.
 
 Pure logic, no Ray. The verbs follow river's: `learn_many` learns from a batch (after
-testing on it), `predict_proba_many` predicts.
+testing on it), `predict_proba_many` / `predict_many` predict.
 
 Why one step does both: the prequential prediction of a batch is the model's output
 *before* it learns from that batch. The forward pass that training differentiates is
-computed with exactly those pre-update weights (the network has no dropout or batch
-norm), so its output *is* the honest test prediction. One graph call per batch gives
-both, instead of a predict call followed by a train call.
+computed with exactly those pre-update weights (called with ``training=False``, so a
+dropout layer in a custom model is off in both), so its output *is* the honest test
+prediction. One graph call per batch gives both, instead of a predict call followed by
+a train call.
+
+Update strategies (`StrategySpec.name`) change what one step trains on:
+
+``finetune``  the new rows; the learning rate follows the schedule
+``replay``    the new rows plus ``replay_ratio`` times as many from a reservoir of the past
+``head``      the new rows, but only the last ``head_layers`` weight layers move
+``distill``   the new rows, plus a penalty for moving the outputs away from an anchor
+              snapshot's on the same rows (learning without forgetting, Li & Hoiem 2016)
+``reset``     the new rows; when accuracy falls (`ResetMonitor`), the network is
+              re-initialised and fitted on the recent rows, and the old one is discarded
+
+Only the new rows are ever scored: the prequential figures mean the same thing under
+every strategy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -20,27 +34,39 @@ import tensorflow as tf
 
 from actors.errors import ModelError
 from actors.models import RunningStandardize, build_model
-from actors.specs import ModelSpec
+from actors.specs import ModelSpec, StrategySpec
+from actors.strategies import ReplayReservoir, ResetMonitor, learning_rate_schedule
 
 __all__ = ["BatchOutcome", "OnlineLearner"]
 
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What one test-then-train step measured, before the model learned the batch."""
+    """What one test-then-train step measured, before the model learned the batch.
+
+    Attributes:
+        rows: rows scored and learned.
+        correct: rows predicted right (classification; 0 for regression).
+        loss: the task loss on the new rows.
+        squared_error: sum of squared errors (regression; 0 for classification).
+        scores: per row, 1.0/0.0 for right/wrong (classification) or the squared error.
+    """
 
     rows: int
     correct: int
     loss: float
+    squared_error: float = 0.0
+    scores: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32), compare=False)
 
 
 class OnlineLearner:
-    """A binary classifier trained online with a compiled, fixed-signature step.
+    """A network trained online with a compiled, fixed-signature test-then-train step.
 
     Args:
-        n_features: input width.
-        spec: architecture and optimiser settings.
-        seed: seeds weight initialisation.
+        n_features: features per row.
+        spec: architecture, task and optimiser settings.
+        seed: seeds weight initialisation (and the replay reservoir).
+        strategy: how the network is updated (default: ``finetune``, constant rate).
 
     Example:
         >>> learner = OnlineLearner(n_features=3, seed=0)
@@ -50,45 +76,123 @@ class OnlineLearner:
         64
     """
 
-    def __init__(self, n_features: int, spec: ModelSpec | None = None, seed: int = 0):
+    def __init__(
+        self,
+        n_features: int,
+        spec: ModelSpec | None = None,
+        seed: int = 0,
+        *,
+        strategy: StrategySpec | None = None,
+    ):
         self.n_features = int(n_features)
         self.spec = spec if spec is not None else ModelSpec()
+        self.strategy = strategy if strategy is not None else StrategySpec()
         self.seed = int(seed)
+        self.input_shape = self.spec.input_shape(self.n_features)
+        self.regression = self.spec.task == "regression"
         keras.utils.set_random_seed(self.seed)
         self.model = build_model(self.spec, self.n_features)
         self._standardize = next(
             layer for layer in self.model.layers if isinstance(layer, RunningStandardize)
         )
-        self._optimizer = keras.optimizers.Adam(learning_rate=self.spec.learning_rate)
-        self._optimizer.build(self.model.trainable_variables)
-        self._loss = keras.losses.BinaryCrossentropy()
+        self._train_variables = self._trainable(self.model)
+        self._optimizer = keras.optimizers.Adam(
+            learning_rate=learning_rate_schedule(self.spec.learning_rate, self.strategy)
+        )
+        self._optimizer.build(self._train_variables)
+        self._loss = _task_loss(self.spec)
+        self._resets = 0
+        self._rows = 0
+        self._reservoir: ReplayReservoir | None = None
+        self._monitor: ResetMonitor | None = None
+        self._anchor: keras.Model | None = None
+        self._anchor_rows = 0
         # Fixed signatures: the batch dimension is None, so no batch size retraces.
-        x_spec = tf.TensorSpec([None, self.n_features], tf.float32)
+        x_spec = tf.TensorSpec([None, *self.input_shape], tf.float32)
         y_spec = tf.TensorSpec([None], tf.float32)
-        self._step = tf.function(self._test_then_train, input_signature=[x_spec, y_spec])
+        name = self.strategy.name
+        if name == "replay":
+            self._reservoir = ReplayReservoir(self.strategy.replay_size, self.input_shape, seed)
+            self._step = tf.function(self._replay_step, input_signature=[x_spec, y_spec] * 2)
+        elif name == "distill":
+            self._anchor = build_model(self.spec, self.n_features, name="anchor")
+            # No penalty until the first anchor is taken: pulling a young network toward
+            # its random initial outputs would only slow it down.
+            self._anchor_on = tf.Variable(0.0, trainable=False, name="anchor_on")
+            self._step = tf.function(self._distill_step, input_signature=[x_spec, y_spec])
+        else:
+            self._step = tf.function(self._plain_step, input_signature=[x_spec, y_spec])
+        if name == "reset":
+            self._monitor = ResetMonitor(
+                self.strategy.reset_window,
+                self.strategy.reset_drop,
+                self.regression,
+                self.input_shape,
+            )
         self._predict = tf.function(self._forward, input_signature=[x_spec])
 
-    def _forward(self, x):
-        return self.model(x, training=False)[:, 0]
+    def _trainable(self, model: keras.Model) -> list:
+        if self.strategy.name != "head":
+            return list(model.trainable_variables)
+        layers = [layer for layer in _leaf_layers(model) if layer.trainable_weights]
+        head = layers[-self.strategy.head_layers :]
+        return [v for layer in head for v in layer.trainable_weights]
 
-    def _test_then_train(self, x, y):
-        with tf.GradientTape() as tape:
-            probability = self._forward(x)
-            loss = self._loss(y, probability)
-        variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        self._optimizer.apply_gradients(zip(gradients, variables, strict=True))
+    # --- compiled steps -------------------------------------------------------------
+
+    def _forward(self, x):
+        return self.model(x, training=False)
+
+    def _score(self, outputs, y):
+        """Per-row scores: 1/0 hits for classification, squared error for regression."""
+        if self.regression:
+            return tf.square(outputs[:, 0] - y)
+        if self.spec.task == "multiclass":
+            predicted = tf.cast(tf.argmax(outputs, axis=1), tf.float32)
+        else:
+            predicted = tf.cast(outputs[:, 0] > 0.5, tf.float32)
+        return tf.cast(tf.equal(predicted, y), tf.float32)
+
+    def _apply(self, tape, loss, x):
+        gradients = tape.gradient(loss, self._train_variables)
+        self._optimizer.apply_gradients(zip(gradients, self._train_variables, strict=True))
         # Statistics take in the batch only after it was predicted and learned from.
         self._standardize.update_statistics(x)
-        correct = tf.reduce_sum(
-            tf.cast(tf.equal(tf.cast(probability > 0.5, tf.float32), y), tf.int32)
-        )
-        return correct, loss
+
+    def _plain_step(self, x, y):
+        with tf.GradientTape() as tape:
+            outputs = self._forward(x)
+            loss = self._loss(y, outputs)
+        self._apply(tape, loss, x)
+        return self._score(outputs, y), loss
+
+    def _replay_step(self, x, y, x_old, y_old):
+        n = tf.shape(x)[0]
+        with tf.GradientTape() as tape:
+            outputs_all = self._forward(tf.concat([x, x_old], axis=0))
+            loss = self._loss(tf.concat([y, y_old], axis=0), outputs_all)
+        self._apply(tape, loss, x)
+        outputs = outputs_all[:n]
+        return self._score(outputs, y), self._loss(y, outputs)
+
+    def _distill_step(self, x, y):
+        assert self._anchor is not None
+        anchored = self._anchor(x, training=False)
+        with tf.GradientTape() as tape:
+            outputs = self._forward(x)
+            task_loss = self._loss(y, outputs)
+            penalty = self.strategy.distill_weight * self._anchor_on
+            loss = task_loss + penalty * _distance(self.spec, anchored, outputs)
+        self._apply(tape, loss, x)
+        return self._score(outputs, y), task_loss
+
+    # --- public API -----------------------------------------------------------------
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ModelError(f"expected input of shape (n, {self.n_features}), got {x.shape}")
+        if x.shape[1:] != self.input_shape:
+            expected = ", ".join(str(d) for d in ("n", *self.input_shape))
+            raise ModelError(f"expected input of shape ({expected}), got {x.shape}")
         return x
 
     def learn_many(self, x: np.ndarray, y: np.ndarray) -> BatchOutcome:
@@ -99,16 +203,81 @@ class OnlineLearner:
             raise ModelError(f"got {x.shape[0]} rows but {y.shape[0]} labels")
         if x.shape[0] == 0:
             return BatchOutcome(rows=0, correct=0, loss=float("nan"))
-        correct, loss = self._step(x, y)
-        return BatchOutcome(rows=int(x.shape[0]), correct=int(correct), loss=float(loss))
+        if self._reservoir is not None:
+            old_x, old_y = self._reservoir.sample(
+                round(self.strategy.replay_ratio * x.shape[0])
+            )
+            scores_t, loss = self._step(x, y, old_x, old_y)
+            self._reservoir.add(x, y)
+        else:
+            scores_t, loss = self._step(x, y)
+        scores = np.asarray(scores_t)
+        self._rows += x.shape[0]
+        if self._anchor is not None and self._rows - self._anchor_rows >= self.strategy.anchor_rows:
+            self._anchor.set_weights(self.model.get_weights())
+            self._anchor_on.assign(1.0)
+            self._anchor_rows = self._rows
+        if self._monitor is not None:
+            refit = self._monitor.observe(x, y, scores)
+            if refit is not None:
+                self._reset(*refit)
+        if self.regression:
+            return BatchOutcome(
+                rows=int(x.shape[0]),
+                correct=0,
+                loss=float(loss),
+                squared_error=float(scores.sum()),
+                scores=scores,
+            )
+        return BatchOutcome(
+            rows=int(x.shape[0]), correct=int(scores.sum()), loss=float(loss), scores=scores
+        )
+
+    def _reset(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Discard the network: fresh initial weights and optimizer state, fitted on (x, y).
+
+        Variables are assigned in place, never replaced, so the compiled steps stay valid.
+        The running input statistics are kept: they describe the inputs, not the concept.
+        """
+        self._resets += 1
+        keras.utils.set_random_seed(self.seed + 7919 * self._resets)
+        fresh = build_model(self.spec, self.n_features, name="fresh")
+        for variable, value in zip(
+            self.model.trainable_variables, fresh.trainable_variables, strict=True
+        ):
+            variable.assign(value)
+        for variable in self._optimizer.variables:
+            # Moments and the step counter restart (so does the schedule); a constant
+            # learning rate is also held as an optimizer variable and must stay.
+            if not variable.path.endswith("learning_rate"):
+                variable.assign(tf.zeros_like(variable))
+        batch = 32
+        order = np.random.default_rng(self.seed + self._resets)
+        for _ in range(self.strategy.reset_epochs):
+            shuffled = order.permutation(len(y))
+            for start in range(0, len(y), batch):
+                pick = shuffled[start : start + batch]
+                self._step(x[pick], y[pick])
+
+    @property
+    def resets(self) -> int:
+        """How many times the ``reset`` strategy discarded the network."""
+        return self._resets
 
     def predict_proba_many(self, x: np.ndarray) -> np.ndarray:
-        """Probability of the positive class for each row."""
-        return np.asarray(self._predict(self._check(x)))
+        """Classification: the positive-class probability (binary, shape (n,)) or every
+        class's (multiclass, (n, n_classes)). Regression: the predicted value (n,)."""
+        outputs = np.asarray(self._predict(self._check(x)))
+        return outputs if self.spec.task == "multiclass" else outputs[:, 0]
 
     def predict_many(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class (0 or 1) for each row."""
-        return (self.predict_proba_many(x) > 0.5).astype(np.int64)
+        """Predicted class for each row (classification) or predicted value (regression)."""
+        outputs = self.predict_proba_many(x)
+        if self.regression:
+            return outputs
+        if self.spec.task == "multiclass":
+            return outputs.argmax(axis=1).astype(np.int64)
+        return (outputs > 0.5).astype(np.int64)
 
     def get_weights(self) -> list[np.ndarray]:
         """Every weight of the network, normaliser statistics included (a snapshot)."""
@@ -116,3 +285,46 @@ class OnlineLearner:
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.model.set_weights(weights)
+
+
+def _task_loss(spec: ModelSpec) -> keras.losses.Loss:
+    if spec.task == "regression":
+        return _SqueezedMSE()
+    if spec.task == "multiclass":
+        return keras.losses.SparseCategoricalCrossentropy()
+    return _SqueezedBCE()
+
+
+class _SqueezedBCE(keras.losses.BinaryCrossentropy):
+    """Binary cross-entropy of (n,) labels against (n, 1) outputs, without broadcasting."""
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, y_pred[:, 0])
+
+
+class _SqueezedMSE(keras.losses.MeanSquaredError):
+    """Mean squared error of (n,) targets against (n, 1) outputs, without broadcasting."""
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, y_pred[:, 0])
+
+
+def _distance(spec: ModelSpec, anchored, outputs):
+    """How far the outputs moved from the anchor's: cross-entropy to its soft targets
+    for classification, mean squared difference for regression."""
+    if spec.task == "regression":
+        return tf.reduce_mean(tf.square(outputs - anchored))
+    if spec.task == "multiclass":
+        return tf.reduce_mean(keras.losses.categorical_crossentropy(anchored, outputs))
+    return tf.reduce_mean(keras.losses.binary_crossentropy(anchored, outputs))
+
+
+def _leaf_layers(model: keras.Model) -> list:
+    """Every non-container layer in order, descending into nested models (custom bodies)."""
+    leaves = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            leaves.extend(_leaf_layers(layer))
+        else:
+            leaves.append(layer)
+    return leaves

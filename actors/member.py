@@ -106,11 +106,13 @@ class MemberActor:
             ray.get(self._inflight)  # surface a coordinator error here, not silently
         with self._lock:
             self._publishes += 1
+            weights, which = self._core.snapshot_weights()
             snapshot = MemberSnapshot(
                 member_id=self._core.member_id,
                 version=self._publishes,
                 rows=self._core.rows_learned,
-                weights=self._core.learner.get_weights(),
+                weights=weights,
+                source=which,
             )
             sample = self._core.take_sample()
             stats = self.stats()

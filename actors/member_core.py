@@ -4,15 +4,24 @@ The member reads its own partitions round-robin (DESIGN rule 1), validates each 
 batch at the edge (bad rows become dead letters with a reason), keeps a thin Bernoulli
 sample of good rows for the coordinator's shared evaluation *before* learning them, and
 then runs one compiled test-then-train step.
+
+Sequence models read windows of consecutive rows: each partition has its own
+`SlidingWindows`, so windows never mix partitions and none is lost at a batch seam.
+Labels are checked against the task here (a binary label must be 0 or 1, a multiclass
+label a class index); a bad one is a dead letter like any malformed record.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
+from actors.best_snapshot import BestSnapshotGuard
 from actors.learner import OnlineLearner
-from actors.specs import MemberConfig
-from actors.weighting import RecentAccuracy
+from actors.models import build_model
+from actors.specs import MemberConfig, ModelSpec
+from actors.weighting import RecentAccuracy, RecentMean
+from actors.windows import SlidingWindows
 from pipelines.schema import DeadLetter, StreamSchema
 from pipelines.sources.base import PartitionReader
 
@@ -40,17 +49,40 @@ class MemberCore:
         self.readers = list(readers)
         self.schema = schema
         self.config = config
-        self.learner = OnlineLearner(schema.n_features, config.model, seed=config.seed + member_id)
-        self.recent = RecentAccuracy(config.window)
+        spec = config.model
+        self.learner = OnlineLearner(
+            schema.n_features, spec, seed=config.seed + member_id, strategy=config.strategy
+        )
+        self.regression = spec.task == "regression"
+        # Recent accuracy (classification) or recent squared error (regression).
+        self.recent: RecentMean = (
+            RecentMean(config.window) if self.regression else RecentAccuracy(config.window)
+        )
         self.rows_seen = 0  # everything read, good or bad
         self.rows_learned = 0
         self.dead_letter = 0
         self.batches = 0
+        self._windows = {
+            reader.partition: SlidingWindows(spec.window, schema.n_features)
+            for reader in self.readers
+            if spec.is_sequence
+        }
         self._rng = np.random.default_rng([config.seed, member_id])
         self._exhausted: set[int] = set()
         self._next = 0
         self._sample_x: list[np.ndarray] = []
         self._sample_y: list[np.ndarray] = []
+        self.guard: BestSnapshotGuard | None = None
+        self._best_forward = None
+        if config.best_margin is not None:
+            self.guard = BestSnapshotGuard(config.best_margin, config.window, self.regression)
+            self._best_model = build_model(spec, schema.n_features, name="best")
+            self._best_forward = tf.function(
+                lambda x: self._best_model(x, training=False),
+                input_signature=[
+                    tf.TensorSpec([None, *spec.input_shape(schema.n_features)], tf.float32)
+                ],
+            )
 
     @property
     def done(self) -> bool:
@@ -78,20 +110,62 @@ class MemberCore:
     def _learn(self, batch, partition: int, first_offset: int) -> list[DeadLetter]:
         validated = self.schema.validate(batch, partition=partition, first_offset=first_offset)
         self.rows_seen += batch.num_rows
-        self.dead_letter += len(validated.dead_letters)
-        if validated.rows:
+        dead = validated.dead_letters
+        x, y = validated.x, validated.y
+        bad, reason = _bad_labels(y, self.config.model)
+        if bad is not None:
+            dead = dead + [
+                DeadLetter(partition, int(offset), reason, f"label={value!r}")
+                for offset, value in zip(
+                    validated.offsets[bad].tolist(), y[bad].tolist(), strict=True
+                )
+            ]
+            x, y = x[~bad], y[~bad]
+        self.dead_letter += len(dead)
+        if partition in self._windows:
+            x, y = self._windows[partition].push(x, y)
+        if len(y):
             if self.config.eval_fraction > 0:
-                picked = self._rng.random(validated.rows) < self.config.eval_fraction
+                picked = self._rng.random(len(y)) < self.config.eval_fraction
                 if picked.any():
-                    self._sample_x.append(validated.x[picked])
-                    self._sample_y.append(validated.y[picked])
-            outcome = self.learner.learn_many(validated.x, validated.y)
-            correct = np.zeros(outcome.rows, dtype=bool)
-            correct[: outcome.correct] = True
-            self.recent.add(correct)
+                    self._sample_x.append(x[picked])
+                    self._sample_y.append(y[picked])
+            outcome = self.learner.learn_many(x, y)
+            self.recent.add(outcome.scores)
             self.rows_learned += outcome.rows
             self.batches += 1
-        return validated.dead_letters
+            if (
+                self.guard is not None
+                and self.guard.best_weights is not None
+                and self.batches % self.config.best_check_every == 0
+            ):
+                self.guard.observe(outcome.scores, self._best_scores(x, y))
+        return dead
+
+    def _best_scores(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-row scores of the best snapshot on rows the current network was tested on."""
+        assert self._best_forward is not None
+        outputs = np.asarray(self._best_forward(x))
+        task = self.config.model.task
+        if task == "regression":
+            return np.square(outputs[:, 0] - y)
+        predicted = outputs.argmax(axis=1) if task == "multiclass" else outputs[:, 0] > 0.5
+        return (predicted == y).astype(np.float32)
+
+    def snapshot_weights(self) -> tuple[list[np.ndarray], str]:
+        """The weights to publish and which they are: ``current`` or ``best``.
+
+        Offers the current network to the best-snapshot guard first, so a snapshot is
+        where a new best is taken.
+        """
+        current = self.learner.get_weights()
+        if self.guard is None:
+            return current, "current"
+        if self.guard.offer(current, self.recent.value()):
+            self._best_model.set_weights(self.guard.best_weights)
+        if self.guard.serving_best and self.guard.best_weights is not None:
+            return self.guard.best_weights, "best"
+        return current, "current"
 
     def take_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows sampled for shared evaluation since the last call (none learned before sampling)."""
@@ -114,16 +188,41 @@ class MemberCore:
         return int(sum(known)) if known else None
 
     def stats(self) -> dict:
-        return {
+        recent, cumulative = self.recent.value(), self.recent.cumulative()
+        stats = {
             "id": self.member_id,
             "partitions": [reader.partition for reader in self.readers],
             "rows": self.rows_learned,
             "rows_seen": self.rows_seen,
+            "rows_context": sum(w.warmup_rows for w in self._windows.values()),
             "dead_letter": self.dead_letter,
             "batches": self.batches,
-            "recent_accuracy": self.recent.value(),
-            "prequential_accuracy": self.recent.cumulative(),
+            "task": self.config.model.task,
+            "strategy": self.config.strategy.name,
+            "resets": self.learner.resets,
             "offsets": self.offsets(),
             "lag": self.lag(),
             "done": self.done,
         }
+        if self.regression:
+            stats["recent_error"] = None if recent is None else float(np.sqrt(recent))
+            stats["prequential_error"] = None if cumulative is None else float(np.sqrt(cumulative))
+            stats["recent_accuracy"] = stats["prequential_accuracy"] = None
+        else:
+            stats["recent_accuracy"] = recent
+            stats["prequential_accuracy"] = cumulative
+        if self.guard is not None:
+            stats["best_snapshot"] = self.guard.state()
+        return stats
+
+
+def _bad_labels(y: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray | None, str]:
+    """Rows whose label the task cannot learn from, and why (None: all fine)."""
+    if spec.task == "regression":
+        return None, ""  # finite numbers: the schema already checked
+    classes = 2 if spec.task == "binary" else spec.n_classes
+    bad = (y != np.round(y)) | (y < 0) | (y >= classes)
+    if not bad.any():
+        return None, ""
+    expected = "0 or 1" if spec.task == "binary" else f"an integer in [0, {classes - 1}]"
+    return bad, f"label is not a class of this {spec.task} task (expected {expected})"

@@ -8,7 +8,10 @@ model's weights, so training and serving preprocess identically by construction.
 
 from __future__ import annotations
 
+import importlib
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from actors.errors import ModelError
@@ -48,7 +51,14 @@ class RunningStandardize(keras.layers.Layer):
         return tf.where(tf.math.is_nan(inputs), tf.zeros_like(standardised), standardised)
 
     def update_statistics(self, batch):
-        """Merge one batch into the running statistics (call after predicting on it)."""
+        """Merge one batch into the running statistics (call after predicting on it).
+
+        For windows of a sequence model, (n, window, width), only the newest row of each
+        window is merged: consecutive windows share all other rows, so every row of the
+        stream counts once, exactly as in a row-wise model.
+        """
+        if batch.shape.rank == 3:
+            batch = batch[:, -1, :]
         n_batch = tf.cast(tf.shape(batch)[0], tf.float32)
         mean_batch = tf.reduce_mean(batch, axis=0)
         m2_batch = tf.reduce_sum(tf.square(batch - mean_batch), axis=0)
@@ -64,27 +74,100 @@ class RunningStandardize(keras.layers.Layer):
         return {**super().get_config(), "horizon": self.horizon, "epsilon": self.epsilon}
 
 
+_OUTPUT_ACTIVATION = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
+
+
 def build_model(spec: ModelSpec, n_features: int, *, name: str = "member") -> keras.Model:
-    """Build the network for binary classification: standardise -> MLP -> sigmoid.
+    """Build a member's network: standardise -> body -> the task's output layer.
+
+    Bodies: ``mlp`` (dense layers on one row), ``lstm`` (an LSTM over the window, then
+    dense layers), ``conv1d`` (up to two convolutions over the window, flattened, then
+    dense layers), ``custom`` (the user's model, checked against the task).
 
     Args:
-        spec: architecture and optimiser settings.
-        n_features: input width.
+        spec: architecture, task and optimiser settings.
+        n_features: input width (features per row).
         name: Keras model name (unique names keep an ensemble graph readable).
 
     Returns:
-        An uncompiled `keras.Model` mapping (n, n_features) to (n, 1) probabilities.
+        An uncompiled `keras.Model` mapping ``(n, *spec.input_shape(n_features))`` to
+        ``(n, spec.output_units)``: probabilities for classification, values for regression.
 
     Raises:
-        ModelError: if `n_features` < 1.
+        ModelError: if `n_features` < 1, or a custom model does not fit the task.
     """
     if n_features < 1:
         raise ModelError(f"a model needs at least one input feature, got {n_features}")
-    inputs = keras.Input(shape=(n_features,), name=f"{name}_x")
+    inputs = keras.Input(shape=spec.input_shape(n_features), name=f"{name}_x")
     hidden = RunningStandardize(spec.normaliser_horizon, name=f"{name}_standardize")(inputs)
+    if spec.kind == "custom":
+        return keras.Model(inputs, _custom_body(spec, n_features)(hidden), name=name)
+    if spec.kind == "lstm":
+        hidden = keras.layers.LSTM(spec.units, name=f"{name}_lstm")(hidden)
+    elif spec.kind == "conv1d":
+        # Two convolutions when the window leaves room for the second ("valid" padding
+        # shortens the sequence by kernel_size - 1 each time), then every position flat:
+        # a forecaster needs to know *where* in the window a pattern sits.
+        for i in range(2):
+            if i and hidden.shape[1] < spec.kernel_size:
+                break
+            conv = keras.layers.Conv1D(
+                spec.filters, spec.kernel_size, activation=spec.activation, name=f"{name}_conv{i}"
+            )
+            hidden = conv(hidden)
+        hidden = keras.layers.Flatten(name=f"{name}_flatten")(hidden)
     for i, units in enumerate(spec.hidden):
         hidden = keras.layers.Dense(
             int(units), activation=spec.activation, name=f"{name}_dense{i}"
         )(hidden)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name=f"{name}_out")(hidden)
+    outputs = keras.layers.Dense(
+        spec.output_units, activation=_OUTPUT_ACTIVATION[spec.task], name=f"{name}_out"
+    )(hidden)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _custom_body(spec: ModelSpec, n_features: int) -> keras.Model:
+    """Import the user's factory, call it, and check its model against the task.
+
+    The model comes from code the user named in the configuration, never from a pickled
+    or saved file, so nothing is deserialised; Serve replicas import the same module.
+    """
+    assert spec.factory is not None  # ModelSpec guarantees it for kind="custom"
+    module_name, function_name = spec.factory.split(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise ModelError(f"cannot load model factory {spec.factory!r}: {error}") from None
+    model = factory()
+    if not isinstance(model, keras.Model):
+        raise ModelError(
+            f"model factory {spec.factory!r} returned {type(model).__name__}, "
+            "expected a keras.Model"
+        )
+    expected_in = (None, *spec.input_shape(n_features))
+    got_in = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
+    if got_in != expected_in:
+        raise ModelError(
+            f"model from {spec.factory!r} takes input shape {got_in}, the stream needs "
+            f"{expected_in} ({n_features} features"
+            + (f", window {spec.window})" if spec.is_sequence else ")")
+        )
+    got_out = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
+    if got_out != (None, spec.output_units):
+        raise ModelError(
+            f"model from {spec.factory!r} has output shape {got_out}, a {spec.task} task "
+            f"needs {(None, spec.output_units)}"
+        )
+    sample = np.random.default_rng(0).normal(size=(8, *spec.input_shape(n_features)))
+    probe = np.asarray(model(sample.astype("float32")))
+    if spec.task == "binary" and not ((probe >= 0) & (probe <= 1)).all():
+        raise ModelError(
+            f"model from {spec.factory!r} must end in a sigmoid for a binary task "
+            "(its outputs are not probabilities)"
+        )
+    if spec.task == "multiclass" and not np.allclose(probe.sum(axis=1), 1.0, atol=1e-4):
+        raise ModelError(
+            f"model from {spec.factory!r} must end in a softmax for a multiclass task "
+            "(its outputs do not sum to 1)"
+        )
+    return model

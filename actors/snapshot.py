@@ -23,6 +23,7 @@ class MemberSnapshot:
     version: int  # the member's own publish counter
     rows: int  # rows the member had learned when it took the snapshot
     weights: list[np.ndarray]
+    source: str = "current"  # "best" while the member serves its best snapshot
 
 
 @dataclass(frozen=True)

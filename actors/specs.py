@@ -6,42 +6,193 @@ load in a fraction of a second, and so that specs pickle cheaply into every acto
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from actors.errors import ConfigError, ModelError
 
-__all__ = ["MemberConfig", "ModelSpec"]
+__all__ = [
+    "MODEL_KINDS",
+    "SCHEDULES",
+    "STRATEGIES",
+    "TASKS",
+    "MemberConfig",
+    "ModelSpec",
+    "StrategySpec",
+]
+
+TaskKind = Literal["binary", "multiclass", "regression"]
+ModelKind = Literal["mlp", "lstm", "conv1d", "custom"]
+StrategyName = Literal["finetune", "replay", "head", "distill", "reset"]
+ScheduleName = Literal["constant", "decay", "warmup"]
+
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+MODEL_KINDS: tuple[str, ...] = ("mlp", "lstm", "conv1d", "custom")
+STRATEGIES: tuple[str, ...] = ("finetune", "replay", "head", "distill", "reset")
+SCHEDULES: tuple[str, ...] = ("constant", "decay", "warmup")
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build a member's network.
+    """How to build a member's network, outputs included.
 
     Args:
-        kind: architecture family; ``mlp`` for tabular rows.
-        hidden: units of each hidden layer.
+        kind: ``mlp`` for tabular rows; ``lstm`` or ``conv1d`` over sliding windows of
+            `window` consecutive rows of a partition; ``custom``: the Keras model that
+            `factory` returns.
+        hidden: units of each hidden layer (mlp), or of the dense layers after the
+            recurrent or convolutional block (lstm, conv1d).
         activation: hidden-layer activation.
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate (the start of the schedule, see `StrategySpec`).
         normaliser_horizon: rows after which the running mean/variance stop growing
             their memory, so they keep tracking a drifting input distribution.
+        task: ``binary`` (one sigmoid unit), ``multiclass`` (`n_classes` softmax units)
+            or ``regression`` (one linear unit, mean squared error).
+        n_classes: classes of a multiclass task (labels 0 .. n_classes - 1).
+        window: rows per input window of a sequence model; 1 for row-wise models.
+        units: LSTM units.
+        filters: Conv1D filters per convolution.
+        kernel_size: Conv1D kernel width in rows.
+        factory: ``module:function`` for ``custom``; the function takes no argument and
+            returns a Keras model with input shape ``(n_features,)`` (or
+            ``(window, n_features)`` when `window` > 1) and the task's output units.
     """
 
-    kind: Literal["mlp"] = "mlp"
+    kind: ModelKind = "mlp"
     hidden: tuple[int, ...] = field(default=(32, 32))
     activation: str = "relu"
     learning_rate: float = 0.02
     normaliser_horizon: int = 50_000
+    task: TaskKind = "binary"
+    n_classes: int = 2
+    window: int = 1
+    units: int = 32
+    filters: int = 32
+    kernel_size: int = 5
+    factory: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind != "mlp":
-            raise ModelError(f"unknown model kind {self.kind!r}; expected 'mlp'")
-        if not self.hidden or any(int(u) < 1 for u in self.hidden):
+        if self.kind not in MODEL_KINDS:
+            raise ModelError(
+                f"unknown model kind {self.kind!r}; expected one of {', '.join(MODEL_KINDS)}"
+            )
+        if self.task not in TASKS:
+            raise ModelError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.task == "multiclass" and self.n_classes < 2:
+            raise ModelError(f"a multiclass task needs n_classes >= 2, got {self.n_classes}")
+        if any(int(u) < 1 for u in self.hidden):
             raise ModelError(f"hidden layer sizes must be positive integers, got {self.hidden}")
+        if self.kind == "mlp" and not self.hidden:
+            raise ModelError("an mlp needs at least one hidden layer")
         if not self.learning_rate > 0:
             raise ModelError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.normaliser_horizon < 1:
             raise ModelError(f"normaliser_horizon must be >= 1, got {self.normaliser_horizon}")
+        if self.window < 1:
+            raise ModelError(f"window must be >= 1 row, got {self.window}")
+        if self.kind in ("lstm", "conv1d") and self.window < 2:
+            raise ModelError(f"a {self.kind} model needs window >= 2 rows, got {self.window}")
+        if self.kind == "mlp" and self.window != 1:
+            raise ModelError(f"an mlp reads single rows: window must be 1, got {self.window}")
+        if self.kind == "conv1d" and not 1 <= self.kernel_size <= self.window:
+            raise ModelError(
+                f"conv1d kernel_size must be in [1, window={self.window}], got {self.kernel_size}"
+            )
+        if self.units < 1 or self.filters < 1:
+            raise ModelError(f"units and filters must be >= 1, got {self.units}, {self.filters}")
+        if self.kind == "custom":
+            if not self.factory or not _FACTORY.match(self.factory):
+                raise ModelError(
+                    f"a custom model needs factory='module:function', got {self.factory!r}"
+                )
+        elif self.factory is not None:
+            raise ModelError(f"factory is only used with kind='custom', not {self.kind!r}")
+
+    @property
+    def output_units(self) -> int:
+        return self.n_classes if self.task == "multiclass" else 1
+
+    @property
+    def is_sequence(self) -> bool:
+        """Whether the network reads windows of consecutive rows instead of single rows."""
+        return self.window > 1
+
+    def input_shape(self, n_features: int) -> tuple[int, ...]:
+        """Shape of one network input: ``(n_features,)`` or ``(window, n_features)``."""
+        return (self.window, n_features) if self.is_sequence else (n_features,)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """How a member updates its network as rows arrive (see `actors.strategies`).
+
+    Args:
+        name: ``finetune`` (new rows only), ``replay`` (new rows plus a reservoir of old
+            ones), ``head`` (train only the last `head_layers` weight layers),
+            ``distill`` (penalise moving away from an anchor snapshot's outputs),
+            ``reset`` (refit a fresh network on the recent rows when accuracy drops).
+        schedule: learning-rate schedule over training steps: ``constant``, ``decay``
+            (inverse-time: ``lr / (1 + decay_rate * step / decay_steps)``) or ``warmup``
+            (the full rate for `warmup_steps`, then ``lr * after_warmup_factor``).
+        decay_steps, decay_rate: the ``decay`` schedule.
+        warmup_steps, after_warmup_factor: the ``warmup`` schedule.
+        replay_size: rows the replay reservoir holds (a uniform sample of the past).
+        replay_ratio: replayed rows per new row in each step.
+        head_layers: trainable weight layers, counted from the output, for ``head``.
+        distill_weight: weight of the distillation penalty against the task loss.
+        anchor_rows: rows between two refreshes of the distillation anchor.
+        reset_window: rows over which ``reset`` watches accuracy; the refit uses them.
+        reset_drop: accuracy drop (classification; relative error rise for regression)
+            below the best recent level that triggers a reset.
+        reset_epochs: passes over the recent rows when refitting after a reset.
+    """
+
+    name: StrategyName = "finetune"
+    schedule: ScheduleName = "constant"
+    decay_steps: int = 1000
+    decay_rate: float = 1.0
+    warmup_steps: int = 2000
+    after_warmup_factor: float = 0.2
+    replay_size: int = 4096
+    replay_ratio: float = 1.0
+    head_layers: int = 1
+    distill_weight: float = 1.0
+    anchor_rows: int = 20_000
+    reset_window: int = 512
+    reset_drop: float = 0.15
+    reset_epochs: int = 10
+
+    def __post_init__(self) -> None:
+        if self.name not in STRATEGIES:
+            raise ConfigError(
+                f"unknown update strategy {self.name!r}; expected one of {', '.join(STRATEGIES)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown learning-rate schedule {self.schedule!r}; "
+                f"expected one of {', '.join(SCHEDULES)}"
+            )
+        checks = {
+            "decay_steps": self.decay_steps >= 1,
+            "decay_rate": self.decay_rate >= 0,
+            "warmup_steps": self.warmup_steps >= 0,
+            "after_warmup_factor": self.after_warmup_factor > 0,
+            "replay_size": self.replay_size >= 1,
+            "replay_ratio": self.replay_ratio > 0,
+            "head_layers": self.head_layers >= 1,
+            "distill_weight": self.distill_weight >= 0,
+            "anchor_rows": self.anchor_rows >= 1,
+            "reset_window": self.reset_window >= 10,
+            "reset_drop": self.reset_drop > 0,
+            "reset_epochs": self.reset_epochs >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)}" for name in bad)
+            raise ConfigError(f"invalid strategy setting(s): {values}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +201,7 @@ class MemberConfig:
 
     Args:
         model: the network to train.
+        strategy: how the network is updated.
         batch_size: rows per training step.
         eval_fraction: share of good rows forwarded to the shared evaluation sample.
         window: rows that count as the member's recent (own, prequential) accuracy.
@@ -57,15 +209,23 @@ class MemberConfig:
         publish_every_rows: most rows learned between two snapshots; with the interval,
             whichever comes first. Serve answers with published snapshots only, so this
             bounds how stale a served member can be.
+        best_margin: serve the member's best snapshot while the current network's recent
+            accuracy is more than this below the best's on the same rows (for regression:
+            its error more than this fraction above); None turns best-snapshot serving off.
+        best_check_every: score the best snapshot on every n-th batch (it costs a
+            forward pass on that batch).
         seed: seeds the network and the evaluation sampling.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
+    strategy: StrategySpec = field(default_factory=StrategySpec)
     batch_size: int = 128
     eval_fraction: float = 0.05
     window: int = 2000
     publish_interval_s: float = 0.25
     publish_every_rows: int = 2048
+    best_margin: float | None = 0.03
+    best_check_every: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,3 +237,7 @@ class MemberConfig:
             raise ConfigError(f"publish_every_rows must be >= 1, got {self.publish_every_rows}")
         if self.publish_interval_s <= 0:
             raise ConfigError(f"publish_interval_s must be > 0, got {self.publish_interval_s}")
+        if self.best_margin is not None and self.best_margin <= 0:
+            raise ConfigError(f"best_margin must be > 0 (or None: off), got {self.best_margin}")
+        if self.best_check_every < 1:
+            raise ConfigError(f"best_check_every must be >= 1, got {self.best_check_every}")

@@ -47,6 +47,7 @@ __all__ = [
     "AwePolicy",
     "HedgePolicy",
     "RecentAccuracy",
+    "RecentMean",
     "SoftmaxPolicy",
     "UniformPolicy",
     "WeightingPolicy",
@@ -98,8 +99,8 @@ def make_policy(name: str, n_members: int, **params: Any) -> WeightingPolicy:
     return policy(n_members, **params)
 
 
-class RecentAccuracy:
-    """Accuracy over the last `window` scored rows.
+class RecentMean:
+    """Mean of per-row scores over the last `window` scored rows, and over all of them.
 
     Args:
         window: how many of the most recent rows count.
@@ -109,24 +110,35 @@ class RecentAccuracy:
         if window < 1:
             raise ConfigError(f"accuracy window must be >= 1 row, got {window}")
         self.window = int(window)
-        self._hits: deque[bool] = deque(maxlen=self.window)
+        self._values: deque[float] = deque(maxlen=self.window)
         self.total_rows = 0
-        self.total_correct = 0
+        self.total = 0.0
 
-    def add(self, correct: np.ndarray) -> None:
-        correct = np.asarray(correct, dtype=bool).reshape(-1)
-        self._hits.extend(correct.tolist())
-        self.total_rows += int(correct.size)
-        self.total_correct += int(correct.sum())
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        self._values.extend(values.tolist())
+        self.total_rows += int(values.size)
+        self.total += float(values.sum())
 
     @property
     def rows(self) -> int:
-        return len(self._hits)
+        return len(self._values)
 
     def value(self) -> float | None:
-        """Recent accuracy, or None before any row was scored."""
-        return float(np.mean(self._hits)) if self._hits else None
+        """Recent mean, or None before any row was scored."""
+        return float(np.mean(self._values)) if self._values else None
 
     def cumulative(self) -> float | None:
-        """Accuracy over every row ever scored."""
-        return self.total_correct / self.total_rows if self.total_rows else None
+        """Mean over every row ever scored."""
+        return self.total / self.total_rows if self.total_rows else None
+
+
+class RecentAccuracy(RecentMean):
+    """Accuracy over the last `window` scored rows: the mean of 0/1 hits."""
+
+    def add(self, values: np.ndarray) -> None:
+        super().add(np.asarray(values, dtype=bool))
+
+    @property
+    def total_correct(self) -> int:
+        return round(self.total)

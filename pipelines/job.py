@@ -302,7 +302,17 @@ class Job:
                 **entry,
                 **{
                     k: stats[k]
-                    for k in ("rows", "rows_seen", "rows_per_s", "offsets", "tf_threads")
+                    for k in (
+                        "rows",
+                        "rows_seen",
+                        "rows_per_s",
+                        "offsets",
+                        "tf_threads",
+                        "strategy",
+                        "resets",
+                        "best_snapshot",
+                        "recent_error",
+                    )
                     if k in stats
                 },
             }
@@ -312,6 +322,10 @@ class Job:
             "rows_seen": sum(int((s or {}).get("rows_seen", 0)) for s in member_stats.values()),
             "rows_trained": rows_trained,
             "dead_letter": sum(int((s or {}).get("dead_letter", 0)) for s in member_stats.values()),
+            # Sequence models: a partition's first window - 1 rows are context only.
+            "rows_context": sum(
+                int((s or {}).get("rows_context", 0)) for s in member_stats.values()
+            ),
             "elapsed_s": round(elapsed, 3),
             "throughput_rows_per_s": rows_trained / elapsed if elapsed > 0 else 0.0,
             "weights_version": summary.get("weights_version"),

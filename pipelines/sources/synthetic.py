@@ -1,36 +1,53 @@
-"""Seeded, reproducible synthetic labelled streams (``synthetic://``).
+"""Seeded, reproducible synthetic streams (``synthetic://``), one generator per URI host.
 
-One generator so far, ``synthetic://hyperplane`` (``synthetic://`` alone means the same):
-features are float32, uniform in [0, 1], named ``x0 .. x{d-1}``; the float32 0/1 label
-is ``1 if sum(w_i * x_i) > sum(w_i) / 2``, i.e. which side of a hyperplane through the
-centre of the cube a row lies on. Every partition shares the concept ``w``.
+* ``synthetic://hyperplane`` (``synthetic://`` alone means the same): binary
+  classification of points in a cube, with an abrupt concept switch and gradual rotation.
+* ``synthetic://periodic``: a noisy periodic time series for one-step-ahead forecasting
+  (regression) with sequence models; its period and shape change abruptly at the drift.
 
-Concept switch: at ``drift_at`` (a fraction of the partition's rows) the concept switches
-abruptly to a *fresh* weight vector drawn from the seed and made orthogonal to the old
-one. A model of the old concept is then at chance (about 50% accuracy) on the new one,
-instead of being perfectly wrong as it would be after a plain negation of ``w``, which a
-weighting policy could exploit by inverting the model. ``rotation`` adds gradual drift on
-top: the active concept turns by ``rotation`` radians per row (of the partition's offset)
-in a fixed plane drawn from the seed.
+Shared options (URI query string): ``drift_at`` is per partition, a comma list cycled
+over partitions, each entry a fraction of the partition's rows or ``none`` (that partition
+never drifts); one value applies to every partition, so ``drift_at=none,none,0.3,none``
+drifts only partition 2 (and 6, 10, ...), at 30% of its rows, and every drifting
+partition moves to the same new concept. ``noise`` is per partition too, cycled the same
+way. ``rows`` (total rows, overrides ``SourceSpec.rows``; default 1_000_000) is split
+evenly over ``spec.partitions`` with the remainder going to the first ones. An unknown or
+repeated option, or a bad value, raises `ConfigError` naming the option and what it takes.
 
-``drift_at`` is per partition, like ``noise``: a comma list cycled over partitions, each
-entry a fraction or ``none`` (that partition never switches). One value applies to every
-partition. ``drift_at=none,none,0.3,none`` switches only partition 2 (and 6, 10, ...), at
-30% of its rows. Every switching partition moves to the same new concept.
+Hyperplane: features are float32, uniform in [0, 1], named ``x0 .. x{d-1}``; the float32
+0/1 label is ``1 if sum(w_i * x_i) > sum(w_i) / 2``, i.e. which side of a hyperplane
+through the centre of the cube a row lies on. Every partition shares the concept ``w``.
+At ``drift_at`` the concept switches abruptly to a *fresh* weight vector drawn from the
+seed and made orthogonal to the old one. A model of the old concept is then at chance
+(about 50% accuracy) on the new one, instead of being perfectly wrong as it would be after
+a plain negation of ``w``, which a weighting policy could exploit by inverting the model.
+``rotation`` adds gradual drift on top: the active concept turns by ``rotation`` radians
+per row (of the partition's offset) in a fixed plane drawn from the seed. Each label is
+then flipped with the partition's ``noise`` probability; 0.5 makes the labels pure noise.
+Options: ``features`` (int >= 2, default 10), ``drift_at`` (default 0.5), ``noise`` (flip
+probability in [0, 1], default ``0.0,0.05,0.1,0.3``), ``rotation`` (radians per row,
+>= 0, default 0.0), ``rows``.
 
-Noise: each label is then flipped with the partition's ``noise`` probability; 0.5 makes
-the labels pure noise.
-
-URI options (query string): ``features`` (int >= 2, default 10), ``drift_at`` (fraction in
-[0, 1] or ``none`` per partition, a comma list cycled over partitions, default 0.5),
-``noise`` (flip probability per partition in [0, 1], a comma list cycled over partitions,
-default ``0.0,0.05,0.1,0.3``), ``rotation`` (radians per row, >= 0, default 0.0), ``rows``
-(total rows, overrides ``SourceSpec.rows``; default 1_000_000), split evenly over
-``spec.partitions`` with the remainder going to the first ones.
+Periodic: one float32 feature, ``value``, the observed series at step ``t`` (the row's
+offset in its partition, so no time column is needed), and the float32 label
+``next_value``, the observed series at ``t + 1``: exactly the next row's ``value``, noise
+included, so a forecaster fed sliding windows of consecutive rows learns a one-step-ahead
+forecast. The last row's label is the value one step past the partition's end. The clean
+signal is ``amplitude * (sin(a) + 0.5 * sin(2a))`` with ``a = 2 pi t / period + phase``;
+at ``drift_at`` it switches abruptly to ``amplitude * (sin(b) + 0.3 * sin(3b))`` with
+``b = 2 pi t / drift_period + phase``: a new period and a new shape. ``phase`` is drawn per
+partition from the seed, so partitions carry the same wave, shifted. Observed values add
+Gaussian noise with the partition's ``noise`` standard deviation, which is the floor of a
+forecaster's RMSE away from the drift; `SyntheticSource.clean_signal` gives the
+noise-free series to measure against it. Options: ``period`` (rows > 4, default 48),
+``drift_period`` (rows > 6, default 20), ``amplitude`` (>= 0, default 1.0), ``drift_at``
+(default 0.5), ``noise`` (standard deviation >= 0, default 0.05), ``rows``.
 
 Determinism: rows are generated in fixed blocks of `BLOCK_ROWS`, each from its own
-``SeedSequence(seed, spawn_key=(1, partition, block))``, so a row depends only on
-(seed, partition, offset) and the stream options, never on how it is read.
+``SeedSequence``, so a row depends only on (seed, partition, offset) and the stream
+options, never on how it is read. Spawn keys: hyperplane ``(0,)`` for the concept and
+``(1, partition, block)`` for the rows; periodic ``(2, partition)`` for the phase and
+``(3, partition, block)`` for the noise.
 
 Example:
     >>> from pipelines.sources.base import SourceSpec
@@ -40,13 +57,18 @@ Example:
     >>> reader = source.open(0)
     >>> reader.read_batch(4).batch.num_rows, reader.high_watermark()
     (4, 5)
+    >>> series = open_synthetic_source(SourceSpec("synthetic://periodic?rows=100", 2))
+    >>> series.schema.features, series.schema.label
+    (('value',), 'next_value')
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -61,11 +83,17 @@ __all__ = [
     "DEFAULT_ROWS",
     "GENERATORS",
     "HyperplaneConcept",
+    "HyperplaneGenerator",
     "HyperplaneOptions",
+    "PartitionLayout",
+    "PeriodicGenerator",
+    "PeriodicOptions",
+    "SyntheticGenerator",
     "SyntheticPartitionReader",
     "SyntheticSource",
     "hyperplane_schema",
     "open_synthetic_source",
+    "periodic_schema",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,9 +103,80 @@ BLOCK_ROWS = 4096
 
 DEFAULT_ROWS = 1_000_000
 DEFAULT_NOISE = (0.0, 0.05, 0.1, 0.3)
-GENERATORS = ("hyperplane",)
 
-_OPTIONS = ("features", "drift_at", "noise", "rotation", "rows")
+_HYPERPLANE_OPTIONS = ("features", "drift_at", "noise", "rotation", "rows")
+_PERIODIC_OPTIONS = ("period", "drift_period", "amplitude", "drift_at", "noise", "rows")
+
+# (harmonic, weight) pairs of the periodic signal before and after its drift: a skewed
+# wave, then an odd harmonic that flattens the crests, so the shape changes as well as
+# the period and a forecaster cannot adapt by rescaling time alone.
+_SHAPE_BEFORE = ((1, 1.0), (2, 0.5))
+_SHAPE_AFTER = ((1, 1.0), (3, 0.3))
+
+
+@dataclass(frozen=True)
+class PartitionLayout:
+    """How the rows of a synthetic stream split over its partitions.
+
+    Args:
+        total_rows: rows over all partitions.
+        partitions: number of partitions; the remainder rows go to the first ones.
+    """
+
+    total_rows: int
+    partitions: int
+
+    @classmethod
+    def of(cls, spec: SourceSpec, rows_option: int | None) -> PartitionLayout:
+        """The layout of `spec`; the URI's ``rows`` option wins over `spec.rows`."""
+        return cls(rows_option or spec.rows or DEFAULT_ROWS, spec.partitions)
+
+    def partition_rows(self, partition: int) -> int:
+        """Number of rows of `partition`."""
+        base, extra = divmod(self.total_rows, self.partitions)
+        return base + (1 if partition < extra else 0)
+
+    def switch_offset(self, partition: int, drift_at: tuple[float | None, ...]) -> int | None:
+        """First offset of `partition` after its drift (`drift_at` cycled); None: no drift."""
+        fraction = _cycled(drift_at, partition)
+        if fraction is None:
+            return None
+        return int(fraction * self.partition_rows(partition))
+
+
+class SyntheticGenerator(Protocol):
+    """What `SyntheticSource` needs from a generator: a schema and rows, block by block.
+
+    A generator is a pure function of its options, the seed and the layout, so a block is
+    the same whichever reader (or process) asks for it.
+    """
+
+    schema: StreamSchema
+    layout: PartitionLayout
+
+    def switch_offset(self, partition: int) -> int | None:
+        """First offset of `partition` after its drift; None for no drift."""
+        ...
+
+    def noise(self, partition: int) -> float:
+        """The noise level of `partition` (its meaning depends on the generator)."""
+        ...
+
+    def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels.
+
+        A block is always generated in full so that a row never depends on the
+        partition's length; readers cut it to the partition. Both arrays are float32 and
+        read-only.
+        """
+        ...
+
+
+_Generator = TypeVar("_Generator", bound=SyntheticGenerator)
+_T = TypeVar("_T")
+
+
+# --- hyperplane --------------------------------------------------------------------------
 
 
 def hyperplane_schema(features: int) -> StreamSchema:
@@ -120,16 +219,7 @@ class HyperplaneOptions:
                 f"features ({self.features}) must be an integer >= 2: the concept switch "
                 "needs a second dimension"
             )
-        if not self.drift_at:
-            raise ConfigError(
-                "drift_at must list at least one fraction in [0, 1] or 'none', one per partition"
-            )
-        for fraction in self.drift_at:
-            if fraction is not None and not 0.0 <= fraction <= 1.0:
-                raise ConfigError(
-                    f"drift_at ({fraction}) must be a fraction in [0, 1], or 'none' for no "
-                    "concept switch (a comma list gives one per partition, cycled)"
-                )
+        _check_drift_at(self.drift_at)
         if not self.noise:
             raise ConfigError("noise must list at least one probability in [0, 1]")
         for p in self.noise:
@@ -139,8 +229,7 @@ class HyperplaneOptions:
             raise ConfigError(
                 f"rotation ({self.rotation}) must be a finite number of radians per row >= 0"
             )
-        if self.rows is not None and self.rows < 1:
-            raise ConfigError(f"rows ({self.rows}) must be an integer >= 1")
+        _check_rows(self.rows)
 
     @classmethod
     def from_query(cls, query: str) -> HyperplaneOptions:
@@ -156,49 +245,25 @@ class HyperplaneOptions:
             ConfigError: on an unknown or repeated option, or a value that does not parse or
                 is out of range; the message names the option, the value and what is expected.
         """
-        values: dict[str, str] = {}
-        for name, text in parse_qsl(query, keep_blank_values=True):
-            if name not in _OPTIONS:
-                raise ConfigError(
-                    f"unknown synthetic option {name!r}; expected one of {', '.join(_OPTIONS)}"
-                )
-            if name in values:
-                raise ConfigError(f"synthetic option {name!r} is given twice")
-            values[name] = text.strip()
-        drift_at = cls.drift_at
-        if "drift_at" in values:
-            drift_at = tuple(
-                None
-                if part.strip().lower() == "none"
-                else _parse_float(
-                    "drift_at",
-                    part.strip(),
-                    "comma-separated fractions in [0, 1] or 'none', one per partition",
-                )
-                for part in values["drift_at"].split(",")
-            )
-        noise = cls.noise
-        if "noise" in values:
-            noise = tuple(
-                _parse_float("noise", part, "comma-separated probabilities in [0, 1]")
-                for part in values["noise"].split(",")
-            )
+        values = _query_values(query, "hyperplane", _HYPERPLANE_OPTIONS)
         return cls(
             features=(
                 _parse_int("features", values["features"], "an integer >= 2")
                 if "features" in values
                 else cls.features
             ),
-            drift_at=drift_at,
-            noise=noise,
+            drift_at=_parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
+            noise=(
+                _parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
+                if "noise" in values
+                else cls.noise
+            ),
             rotation=(
                 _parse_float("rotation", values["rotation"], "radians per row >= 0")
                 if "rotation" in values
                 else cls.rotation
             ),
-            rows=_parse_int("rows", values["rows"], "an integer >= 1")
-            if "rows" in values
-            else None,
+            rows=_parse_rows(values),
         )
 
 
@@ -265,76 +330,44 @@ class HyperplaneConcept:
         return np.asarray(score)
 
 
-class SyntheticSource:
-    """A seeded synthetic stream split into `spec.partitions` bounded partitions.
+class HyperplaneGenerator:
+    """The rows of ``synthetic://hyperplane``: points in the unit cube, 0/1 labels.
 
     Args:
-        spec: the source spec; its URI selects the generator and its options.
-
-    Raises:
-        ConfigError: on an unknown generator, a bad option, or a bad partition count/seed.
+        options: the stream's options.
+        seed: the stream's seed; draws the concept and every block.
+        layout: rows per partition, which places each partition's switch.
     """
 
-    def __init__(self, spec: SourceSpec) -> None:
-        parts = urlsplit(spec.uri)
-        generator = (parts.netloc or parts.path.strip("/")) or "hyperplane"
-        if generator not in GENERATORS:
-            raise ConfigError(
-                f"unknown synthetic generator {generator!r} in {spec.uri!r}; available: "
-                + ", ".join(f"synthetic://{name}" for name in GENERATORS)
-            )
-        if spec.partitions < 1:
-            raise ConfigError(f"partitions ({spec.partitions}) must be an integer >= 1")
-        if spec.seed < 0:
-            raise ConfigError(f"seed ({spec.seed}) must be an integer >= 0")
-        if spec.rows is not None and spec.rows < 1:
-            raise ConfigError(f"rows ({spec.rows}) must be an integer >= 1")
-        self.spec = spec
-        self.options = HyperplaneOptions.from_query(parts.query)
-        self.schema = hyperplane_schema(self.options.features)
-        self.concept = HyperplaneConcept.from_seed(spec.seed, self.options.features)
-        self.total_rows = self.options.rows or spec.rows or DEFAULT_ROWS
+    def __init__(self, options: HyperplaneOptions, seed: int, layout: PartitionLayout) -> None:
+        self.options = options
+        self.seed = seed
+        self.layout = layout
+        self.schema = hyperplane_schema(options.features)
+        self.concept = HyperplaneConcept.from_seed(seed, options.features)
 
-    def partitions(self) -> list[int]:
-        """Ids of the partitions, ``0 .. spec.partitions - 1``."""
-        return list(range(self.spec.partitions))
-
-    def partition_rows(self, partition: int) -> int:
-        """Number of rows of `partition` (the remainder goes to the first partitions)."""
-        base, extra = divmod(self.total_rows, self.spec.partitions)
-        return base + (1 if partition < extra else 0)
+    @classmethod
+    def from_spec(cls, spec: SourceSpec, query: str) -> HyperplaneGenerator:
+        """The generator of `spec`, with options parsed from the URI's `query`."""
+        options = HyperplaneOptions.from_query(query)
+        return cls(options, spec.seed, PartitionLayout.of(spec, options.rows))
 
     def switch_offset(self, partition: int) -> int | None:
         """First offset of `partition` generated from the new concept; None for no switch."""
-        fraction = self.options.drift_at[partition % len(self.options.drift_at)]
-        if fraction is None:
-            return None
-        return int(fraction * self.partition_rows(partition))
+        return self.layout.switch_offset(partition, self.options.drift_at)
 
     def noise(self, partition: int) -> float:
         """Label-flip probability of `partition`."""
-        return self.options.noise[partition % len(self.options.noise)]
+        return _cycled(self.options.noise, partition)
 
     def concept_weights(self, partition: int, offset: int) -> np.ndarray:
         """Weights ``w`` in force at `offset` of `partition` (label: ``x @ w > w.sum() / 2``)."""
         return self.concept.weights(offset, self.switch_offset(partition), self.options.rotation)
 
-    def open(self, partition: int, offset: int = 0) -> SyntheticPartitionReader:
-        """Open `partition` positioned at `offset`.
-
-        Raises:
-            SourceError: if the partition does not exist or the offset is outside it.
-        """
-        return SyntheticPartitionReader(self, partition, offset)
-
     def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels.
-
-        A block is always generated in full so that a row never depends on the
-        partition's length; readers cut it to the partition.
-        """
+        """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels."""
         rng = np.random.default_rng(
-            np.random.SeedSequence(self.spec.seed, spawn_key=(1, partition, block))
+            np.random.SeedSequence(self.seed, spawn_key=(1, partition, block))
         )
         x = rng.random((self.options.features, BLOCK_ROWS), dtype=np.float32)
         flip_draw = rng.random(BLOCK_ROWS)
@@ -347,6 +380,282 @@ class SyntheticSource:
         x.flags.writeable = False
         y.flags.writeable = False
         return x, y
+
+
+# --- periodic ----------------------------------------------------------------------------
+
+
+def periodic_schema() -> StreamSchema:
+    """The schema of a periodic stream: feature ``value``, label ``next_value``."""
+    return StreamSchema(features=("value",), label="next_value")
+
+
+@dataclass(frozen=True)
+class PeriodicOptions:
+    """Options of ``synthetic://periodic``; see the module docstring for their meaning.
+
+    Args:
+        period: rows per cycle before the drift, > 4 so that its second harmonic has more
+            than two rows per cycle (fewer would alias it).
+        drift_period: rows per cycle after the drift, > 6 for its third harmonic's sake.
+        amplitude: scale of the clean signal, >= 0 (0 leaves pure noise).
+        drift_at: per partition, cycled when shorter: the fraction of the partition's rows
+            after which period and shape change, in [0, 1], or None for no change.
+        noise: standard deviations of the Gaussian observation noise, one per partition,
+            cycled when shorter.
+        rows: total rows over all partitions; None defers to `SourceSpec.rows`.
+
+    Raises:
+        ConfigError: if a value is out of range.
+    """
+
+    period: float = 48.0
+    drift_period: float = 20.0
+    amplitude: float = 1.0
+    drift_at: tuple[float | None, ...] = (0.5,)
+    noise: tuple[float, ...] = (0.05,)
+    rows: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value, shape in (
+            ("period", self.period, _SHAPE_BEFORE),
+            ("drift_period", self.drift_period, _SHAPE_AFTER),
+        ):
+            if not (math.isfinite(value) and value > _shortest_period(shape)):
+                raise ConfigError(
+                    f"{name} ({value}) must be a number of rows > {_shortest_period(shape)}: "
+                    f"its harmonic {_top_harmonic(shape)} needs more than 2 rows per cycle"
+                )
+        if not (math.isfinite(self.amplitude) and self.amplitude >= 0.0):
+            raise ConfigError(f"amplitude ({self.amplitude}) must be a finite number >= 0")
+        _check_drift_at(self.drift_at)
+        if not self.noise:
+            raise ConfigError("noise must list at least one standard deviation >= 0")
+        for std in self.noise:
+            if not (math.isfinite(std) and std >= 0.0):
+                raise ConfigError(f"noise ({std}) must be a standard deviation >= 0")
+        _check_rows(self.rows)
+
+    @classmethod
+    def from_query(cls, query: str) -> PeriodicOptions:
+        """Parse a URI query string such as ``period=24&noise=0.1,0.5&drift_at=none,0.3``.
+
+        Args:
+            query: the part of the URI after ``?`` (may be empty).
+
+        Returns:
+            The parsed options, defaults for the ones not given.
+
+        Raises:
+            ConfigError: on an unknown or repeated option, or a value that does not parse or
+                is out of range; the message names the option, the value and what is expected.
+        """
+        values = _query_values(query, "periodic", _PERIODIC_OPTIONS)
+        numbers = {
+            name: _parse_float(name, values[name], expected)
+            for name, expected in (
+                ("period", f"a number of rows > {_shortest_period(_SHAPE_BEFORE)}"),
+                ("drift_period", f"a number of rows > {_shortest_period(_SHAPE_AFTER)}"),
+                ("amplitude", "a number >= 0"),
+            )
+            if name in values
+        }
+        return cls(
+            period=numbers.get("period", cls.period),
+            drift_period=numbers.get("drift_period", cls.drift_period),
+            amplitude=numbers.get("amplitude", cls.amplitude),
+            drift_at=_parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
+            noise=(
+                _parse_floats("noise", values["noise"], "comma-separated standard deviations >= 0")
+                if "noise" in values
+                else cls.noise
+            ),
+            rows=_parse_rows(values),
+        )
+
+
+class PeriodicGenerator:
+    """The rows of ``synthetic://periodic``: a noisy wave and its next value.
+
+    Args:
+        options: the stream's options.
+        seed: the stream's seed; draws each partition's phase and every block's noise.
+        layout: rows per partition, which places each partition's drift.
+    """
+
+    def __init__(self, options: PeriodicOptions, seed: int, layout: PartitionLayout) -> None:
+        self.options = options
+        self.seed = seed
+        self.layout = layout
+        self.schema = periodic_schema()
+
+    @classmethod
+    def from_spec(cls, spec: SourceSpec, query: str) -> PeriodicGenerator:
+        """The generator of `spec`, with options parsed from the URI's `query`."""
+        options = PeriodicOptions.from_query(query)
+        return cls(options, spec.seed, PartitionLayout.of(spec, options.rows))
+
+    def switch_offset(self, partition: int) -> int | None:
+        """First offset of `partition` with the new period and shape; None for no drift."""
+        return self.layout.switch_offset(partition, self.options.drift_at)
+
+    def noise(self, partition: int) -> float:
+        """Standard deviation of `partition`'s observation noise."""
+        return _cycled(self.options.noise, partition)
+
+    def phase(self, partition: int) -> float:
+        """Phase of `partition`'s wave in radians, in [0, 2 pi), drawn from the seed."""
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(2, partition)))
+        return float(rng.uniform(0.0, 2.0 * math.pi))
+
+    def clean_signal(self, partition: int, start: int, stop: int) -> np.ndarray:
+        """The noise-free series of `partition` at offsets ``start .. stop - 1`` (float64).
+
+        `stop` may pass the partition's end: the last row's label lies one step beyond it.
+
+        Raises:
+            ConfigError: unless ``0 <= start <= stop``.
+        """
+        if not 0 <= start <= stop:
+            raise ConfigError(
+                f"clean_signal needs offsets 0 <= start <= stop, got start={start}, stop={stop}"
+            )
+        return self._clean(partition, np.arange(start, stop, dtype=np.int64))
+
+    def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``block * BLOCK_ROWS ..`` of `partition`: values (1, BLOCK_ROWS), next values.
+
+        The last label is the first value of the next block, which is generated in full
+        rather than alone so that a value never depends on which block asked for it.
+        """
+        values = self._observed(partition, block)
+        following = self._observed(partition, block + 1)
+        x = values.reshape(1, BLOCK_ROWS)
+        y = np.concatenate((values[1:], following[:1]))
+        x.flags.writeable = False
+        y.flags.writeable = False
+        return x, y
+
+    def _observed(self, partition: int, block: int) -> np.ndarray:
+        """The observed (noisy) float32 values of `block`; a pure function of its inputs."""
+        rng = np.random.default_rng(
+            np.random.SeedSequence(self.seed, spawn_key=(3, partition, block))
+        )
+        noise = self.noise(partition) * rng.standard_normal(BLOCK_ROWS)
+        offsets = np.arange(block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS, dtype=np.int64)
+        return (self._clean(partition, offsets) + noise).astype(np.float32)
+
+    def _clean(self, partition: int, offsets: np.ndarray) -> np.ndarray:
+        phase = self.phase(partition)
+        signal = _waveform(offsets, self.options.period, phase, _SHAPE_BEFORE)
+        switch = self.switch_offset(partition)
+        if switch is not None:
+            after = _waveform(offsets, self.options.drift_period, phase, _SHAPE_AFTER)
+            signal = np.where(offsets >= switch, after, signal)
+        return np.asarray(self.options.amplitude * signal)
+
+
+_FACTORIES: dict[str, Callable[[SourceSpec, str], SyntheticGenerator]] = {
+    "hyperplane": HyperplaneGenerator.from_spec,
+    "periodic": PeriodicGenerator.from_spec,
+}
+
+GENERATORS = tuple(_FACTORIES)
+"""Names of the generators, the host part of a ``synthetic://`` URI."""
+
+
+# --- the source --------------------------------------------------------------------------
+
+
+class SyntheticSource:
+    """A seeded synthetic stream split into `spec.partitions` bounded partitions.
+
+    Args:
+        spec: the source spec; its URI selects the generator and its options.
+
+    Attributes:
+        generator: the generator that produces the rows (`HyperplaneGenerator`, ...).
+        schema: the generator's schema.
+        total_rows: rows over all partitions.
+
+    Raises:
+        ConfigError: on an unknown generator, a bad option, or a bad partition count/seed.
+    """
+
+    def __init__(self, spec: SourceSpec) -> None:
+        parts = urlsplit(spec.uri)
+        name = (parts.netloc or parts.path.strip("/")) or "hyperplane"
+        factory = _FACTORIES.get(name)
+        if factory is None:
+            raise ConfigError(
+                f"unknown synthetic generator {name!r} in {spec.uri!r}; available: "
+                + ", ".join(f"synthetic://{known}" for known in GENERATORS)
+            )
+        if spec.partitions < 1:
+            raise ConfigError(f"partitions ({spec.partitions}) must be an integer >= 1")
+        if spec.seed < 0:
+            raise ConfigError(f"seed ({spec.seed}) must be an integer >= 0")
+        if spec.rows is not None and spec.rows < 1:
+            raise ConfigError(f"rows ({spec.rows}) must be an integer >= 1")
+        self.spec = spec
+        self.generator = factory(spec, parts.query)
+        self.schema = self.generator.schema
+        self.total_rows = self.generator.layout.total_rows
+
+    def partitions(self) -> list[int]:
+        """Ids of the partitions, ``0 .. spec.partitions - 1``."""
+        return list(range(self.spec.partitions))
+
+    def partition_rows(self, partition: int) -> int:
+        """Number of rows of `partition` (the remainder goes to the first partitions)."""
+        return self.generator.layout.partition_rows(partition)
+
+    def switch_offset(self, partition: int) -> int | None:
+        """First offset of `partition` after its drift; None for no drift."""
+        return self.generator.switch_offset(partition)
+
+    def noise(self, partition: int) -> float:
+        """Noise of `partition`: label-flip probability (hyperplane) or std (periodic)."""
+        return self.generator.noise(partition)
+
+    def concept_weights(self, partition: int, offset: int) -> np.ndarray:
+        """Weights ``w`` in force at `offset` of `partition` (label: ``x @ w > w.sum() / 2``).
+
+        Raises:
+            ConfigError: if this is not a ``synthetic://hyperplane`` stream.
+        """
+        generator = self._generator_as(HyperplaneGenerator, "concept_weights")
+        return generator.concept_weights(partition, offset)
+
+    def clean_signal(self, partition: int, start: int, stop: int) -> np.ndarray:
+        """The noise-free series of `partition` at offsets ``start .. stop - 1`` (float64).
+
+        Raises:
+            ConfigError: if this is not a ``synthetic://periodic`` stream, or unless
+                ``0 <= start <= stop``.
+        """
+        generator = self._generator_as(PeriodicGenerator, "clean_signal")
+        return generator.clean_signal(partition, start, stop)
+
+    def open(self, partition: int, offset: int = 0) -> SyntheticPartitionReader:
+        """Open `partition` positioned at `offset`.
+
+        Raises:
+            SourceError: if the partition does not exist or the offset is outside it.
+        """
+        return SyntheticPartitionReader(self, partition, offset)
+
+    def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels."""
+        return self.generator.generate_block(partition, block)
+
+    def _generator_as(self, kind: type[_Generator], method: str) -> _Generator:
+        if not isinstance(self.generator, kind):
+            raise ConfigError(
+                f"{method} is only defined for a {kind.__name__.removesuffix('Generator')} "
+                f"stream; this source is {self.spec.uri!r}"
+            )
+        return self.generator
 
 
 class SyntheticPartitionReader:
@@ -456,6 +765,77 @@ def open_synthetic_source(spec: SourceSpec) -> SyntheticSource:
         ConfigError: on an unknown generator or a bad option.
     """
     return SyntheticSource(spec)
+
+
+def _waveform(
+    offsets: np.ndarray, period: float, phase: float, shape: tuple[tuple[int, float], ...]
+) -> np.ndarray:
+    """Sum of ``weight * sin(harmonic * angle)`` over `shape`, angle at each offset."""
+    angle = 2.0 * math.pi * offsets.astype(np.float64) / period + phase
+    return np.asarray(sum(weight * np.sin(harmonic * angle) for harmonic, weight in shape))
+
+
+def _top_harmonic(shape: tuple[tuple[int, float], ...]) -> int:
+    return max(harmonic for harmonic, _ in shape)
+
+
+def _shortest_period(shape: tuple[tuple[int, float], ...]) -> int:
+    """Rows per cycle a wave of `shape` must exceed: its top harmonic needs > 2 (Nyquist)."""
+    return 2 * _top_harmonic(shape)
+
+
+def _cycled(values: tuple[_T, ...], partition: int) -> _T:
+    """The entry of a per-partition list that applies to `partition` (the list cycles)."""
+    return values[partition % len(values)]
+
+
+def _query_values(query: str, generator: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The options of a URI query string by name, refusing unknown and repeated ones."""
+    values: dict[str, str] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True):
+        if name not in allowed:
+            raise ConfigError(
+                f"unknown synthetic://{generator} option {name!r}; expected one of "
+                + ", ".join(allowed)
+            )
+        if name in values:
+            raise ConfigError(f"synthetic option {name!r} is given twice")
+        values[name] = text.strip()
+    return values
+
+
+def _check_drift_at(drift_at: tuple[float | None, ...]) -> None:
+    if not drift_at:
+        raise ConfigError(
+            "drift_at must list at least one fraction in [0, 1] or 'none', one per partition"
+        )
+    for fraction in drift_at:
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise ConfigError(
+                f"drift_at ({fraction}) must be a fraction in [0, 1], or 'none' for no "
+                "drift (a comma list gives one per partition, cycled)"
+            )
+
+
+def _check_rows(rows: int | None) -> None:
+    if rows is not None and rows < 1:
+        raise ConfigError(f"rows ({rows}) must be an integer >= 1")
+
+
+def _parse_drift_at(text: str) -> tuple[float | None, ...]:
+    expected = "comma-separated fractions in [0, 1] or 'none', one per partition"
+    return tuple(
+        None if part.strip().lower() == "none" else _parse_float("drift_at", part.strip(), expected)
+        for part in text.split(",")
+    )
+
+
+def _parse_floats(name: str, text: str, expected: str) -> tuple[float, ...]:
+    return tuple(_parse_float(name, part, expected) for part in text.split(","))
+
+
+def _parse_rows(values: dict[str, str]) -> int | None:
+    return _parse_int("rows", values["rows"], "an integer >= 1") if "rows" in values else None
 
 
 def _orthogonal_draw(rng: np.random.Generator, reference: np.ndarray) -> np.ndarray:

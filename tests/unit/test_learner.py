@@ -99,3 +99,85 @@ def test_a_missing_feature_is_imputed_with_the_running_mean():
     np.testing.assert_allclose(
         learner.predict_proba_many(with_nan), learner.predict_proba_many(with_mean), rtol=1e-5
     )
+
+
+def test_multiclass_learns_and_reports_per_class_probabilities():
+    rng = np.random.default_rng(6)
+    learner = OnlineLearner(4, ModelSpec(task="multiclass", n_classes=3), seed=0)
+    accuracy = []
+    for _ in range(120):
+        x = rng.random((128, 4), dtype=np.float32)
+        y = np.digitize(x.sum(axis=1), [1.7, 2.3]).astype(np.float32)
+        outcome = learner.learn_many(x, y)
+        accuracy.append(outcome.correct / outcome.rows)
+    assert np.mean(accuracy[-20:]) > 0.9
+    probabilities = learner.predict_proba_many(x[:5])
+    assert probabilities.shape == (5, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(learner.predict_many(x[:5]), probabilities.argmax(axis=1))
+
+
+def test_regression_learns_and_scores_squared_error():
+    rng = np.random.default_rng(7)
+    learner = OnlineLearner(3, ModelSpec(task="regression"), seed=0)
+    for _ in range(150):
+        x = rng.random((128, 3), dtype=np.float32)
+        outcome = learner.learn_many(x, 2 * x[:, 0] - x[:, 1])
+    assert outcome.correct == 0
+    assert outcome.squared_error == pytest.approx(float(outcome.scores.sum()), rel=1e-5)
+    assert outcome.squared_error / outcome.rows < 0.01
+    prediction = learner.predict_many(x[:4])
+    np.testing.assert_allclose(prediction, 2 * x[:4, 0] - x[:4, 1], atol=0.2)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "conv1d"])
+def test_sequence_models_take_windows(kind):
+    learner = OnlineLearner(2, ModelSpec(kind=kind, window=8, task="regression"), seed=0)
+    windows = np.random.default_rng(0).random((16, 8, 2), dtype=np.float32)
+    assert learner.learn_many(windows, windows[:, -1, 0]).rows == 16
+    assert learner.predict_many(windows).shape == (16,)
+    with pytest.raises(ModelError, match=r"shape \(n, 8, 2\)"):
+        learner.learn_many(windows[:, :4], windows[:, -1, 0])
+
+
+def test_a_custom_model_is_wrapped_with_the_normaliser():
+    spec = ModelSpec(kind="custom", factory="tests.unit.model_factories:binary_3")
+    learner = OnlineLearner(3, spec, seed=0)
+    x = np.random.default_rng(0).random((64, 3), dtype=np.float32) * 10
+    learner.learn_many(x, (x[:, 0] > 5).astype(np.float32))
+    count, mean = learner.get_weights()[:2]
+    assert count == 64
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("factory", "spec_extra", "message"),
+    [
+        ("wrong_width", {}, r"input shape \(None, 5\), the stream needs \(None, 3\)"),
+        ("three_outputs", {}, r"output shape \(None, 3\), a binary task needs \(None, 1\)"),
+        ("linear_output", {}, "must end in a sigmoid"),
+        ("binary_3", {"task": "multiclass", "n_classes": 3}, r"a multiclass task needs"),
+        ("not_a_model", {}, "returned str, expected a keras.Model"),
+        ("missing", {}, "cannot load model factory"),
+    ],
+)
+def test_a_custom_model_that_does_not_fit_the_task_is_refused(factory, spec_extra, message):
+    spec = ModelSpec(kind="custom", factory=f"tests.unit.model_factories:{factory}", **spec_extra)
+    with pytest.raises(ModelError, match=message):
+        OnlineLearner(3, spec, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"kind": "lstm"}, "window >= 2"),
+        ({"window": 4}, "an mlp reads single rows"),
+        ({"kind": "custom"}, "factory='module:function'"),
+        ({"factory": "a:b"}, "only used with kind='custom'"),
+        ({"task": "multiclass", "n_classes": 1}, "n_classes >= 2"),
+        ({"kind": "conv1d", "window": 4, "kernel_size": 5}, "kernel_size"),
+    ],
+)
+def test_bad_model_kinds_and_tasks(bad, message):
+    with pytest.raises(ModelError, match=message):
+        ModelSpec(**bad)

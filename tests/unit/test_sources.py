@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -202,6 +203,48 @@ def test_synthetic_pure_noise_labels_are_uncorrelated():
     assert abs(np.mean((x @ w > w.sum() / 2) == y) - 0.5) < 0.02
     for i in range(4):
         assert abs(np.corrcoef(x[:, i], y)[0, 1]) < 0.05
+
+
+# Pinned before the generator became pluggable: the hyperplane stream must not change.
+@pytest.mark.parametrize(
+    ("uri", "partitions", "seed", "partition", "offset", "rows", "digest", "x0", "positives"),
+    [
+        (
+            "synthetic://hyperplane?rows=40000",
+            *(4, 0, 1, 0, 10_000),
+            "b5f141aa28f6092b",
+            [0.8353248834609985, 0.9799150228500366, 0.5349390506744385],
+            5040,
+        ),
+        (
+            "synthetic://hyperplane?features=3&rows=50000&drift_at=0.3,none&noise=0.1"
+            "&rotation=0.001",
+            *(2, 7, 0, 4000, 12_000),
+            "6462d24b7cc82890",
+            [0.27882593870162964, 0.8959006071090698, 0.5489009618759155],
+            6011,
+        ),
+        (
+            "synthetic://",
+            *(4, 3, 3, 5000, 6000),
+            "4e8536b7bb8c2700",
+            [0.3417302370071411, 0.6039133667945862, 0.15030109882354736],
+            3005,
+        ),
+    ],
+)
+def test_synthetic_hyperplane_rows_are_pinned(
+    uri, partitions, seed, partition, offset, rows, digest, x0, positives
+):
+    source = open_source(SourceSpec(uri, partitions, None, seed))
+    read = source.open(partition, offset).read_batch(rows)
+    assert read is not None and read.batch.num_rows == rows
+    sha = hashlib.sha256()
+    for column in read.batch.columns:
+        sha.update(column.to_numpy().tobytes())
+    assert sha.hexdigest()[:16] == digest
+    assert read.batch.column("x0").to_numpy()[:3].tolist() == x0
+    assert read.batch.column("label").to_numpy().sum() == positives
 
 
 def test_synthetic_reader_bookkeeping():
