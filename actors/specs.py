@@ -94,7 +94,10 @@ class ModelSpec:
         if self.window < 1:
             raise ModelError(f"window must be >= 1 row, got {self.window}")
         if self.kind in ("lstm", "conv1d") and self.window < 2:
-            raise ModelError(f"a {self.kind} model needs window >= 2 rows, got {self.window}")
+            raise ModelError(
+                f"{self.kind} members read windows of rows: window (input_window) must be "
+                f">= 2, got {self.window}"
+            )
         if self.kind == "mlp" and self.window != 1:
             raise ModelError(f"an mlp reads single rows: window must be 1, got {self.window}")
         if self.kind == "conv1d" and not 1 <= self.kernel_size <= self.window:

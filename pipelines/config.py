@@ -6,6 +6,7 @@ CLI prints them as one line.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.errors import ConfigError
-from actors.specs import MemberConfig, ModelSpec
+from actors.specs import MemberConfig, ModelSpec, StrategySpec
 
 __all__ = ["JobConfig", "load_config"]
 
@@ -70,8 +71,44 @@ class JobConfig(BaseModel):
     )
     max_request_rows: int = Field(10_000, ge=1, description="requests with more rows get 413")
 
-    hidden: tuple[int, ...] = Field((32, 32), description="hidden layer sizes of each member's MLP")
+    task: Literal["binary", "multiclass", "regression"] = Field(
+        "binary", description="what the label is: 0/1, a class index 0..n_classes-1, or a number"
+    )
+    n_classes: int = Field(2, ge=2, description="classes of a multiclass task")
+    model: Literal["mlp", "lstm", "conv1d", "custom"] = Field(
+        "mlp",
+        description="member network: mlp on rows, lstm/conv1d on windows of rows, or custom",
+    )
+    input_window: int | None = Field(
+        None,
+        ge=1,
+        description="rows per input window of lstm/conv1d (default 16; 1 for mlp); "
+        "a custom model with a (window, features) input sets it too",
+    )
+    model_factory: str | None = Field(
+        None, description="custom model: 'module:function' returning a Keras model"
+    )
+    hidden: tuple[int, ...] = Field(
+        (32, 32), description="hidden layer sizes (mlp), or dense sizes after lstm/conv1d"
+    )
     learning_rate: float = Field(0.02, gt=0, description="Adam learning rate")
+    strategy: Literal["finetune", "replay", "head", "distill", "reset"] = Field(
+        "finetune", description="how members update (see actors/learner.py)"
+    )
+    lr_schedule: Literal["constant", "decay", "warmup"] = Field(
+        "constant", description="learning-rate schedule over training steps"
+    )
+    strategy_options: dict[str, float] = Field(
+        default_factory=dict,
+        description="the strategy's own settings, e.g. {replay_size: 8192, replay_ratio: 0.5} "
+        "(see actors/specs.py StrategySpec)",
+    )
+    best_margin: float | None = Field(
+        0.03,
+        ge=0,
+        description="serve a member's best snapshot while its current network is this far "
+        "below it (accuracy points; relative error for regression); 0 or null turns it off",
+    )
     batch_size: int = Field(128, ge=1, le=65536, description="rows per training step")
     eval_fraction: float = Field(
         0.05, ge=0, lt=1, description="share of rows forwarded to the shared evaluation sample"
@@ -117,6 +154,9 @@ class JobConfig(BaseModel):
             raise ValueError(
                 f"weight_cap ({self.weight_cap}) times members ({self.members}) must be > 1"
             )
+        # Build the member specs now, so a bad combination (an lstm with window 1, a
+        # custom model without a factory) fails here as one line, not inside an actor.
+        self.member_config()
         if self.weight_floor > self.weight_cap:
             raise ValueError(
                 f"weight_floor ({self.weight_floor}) must be <= weight_cap ({self.weight_cap})"
@@ -139,11 +179,42 @@ class JobConfig(BaseModel):
         )
 
     def model_spec(self) -> ModelSpec:
-        return ModelSpec(hidden=self.hidden, learning_rate=self.learning_rate)
+        window = self.input_window
+        if window is None:
+            window = 16 if self.model in ("lstm", "conv1d") else 1
+        return ModelSpec(
+            kind=self.model,
+            hidden=self.hidden,
+            learning_rate=self.learning_rate,
+            task=self.task,
+            n_classes=self.n_classes,
+            window=window,
+            factory=self.model_factory,
+        )
+
+    def strategy_spec(self) -> StrategySpec:
+        known = {f.name for f in fields(StrategySpec)} - {"name", "schedule"}
+        unknown = sorted(set(self.strategy_options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown strategy option(s) {', '.join(unknown)}; "
+                f"expected some of {', '.join(sorted(known))}"
+            )
+        options: dict[str, Any] = {
+            name: (
+                int(value)
+                if isinstance(StrategySpec.__dataclass_fields__[name].default, int)
+                else float(value)
+            )
+            for name, value in self.strategy_options.items()
+        }
+        return StrategySpec(name=self.strategy, schedule=self.lr_schedule, **options)
 
     def member_config(self) -> MemberConfig:
         return MemberConfig(
             model=self.model_spec(),
+            strategy=self.strategy_spec(),
+            best_margin=self.best_margin or None,
             batch_size=self.batch_size,
             eval_fraction=self.eval_fraction,
             window=self.window,

@@ -32,6 +32,7 @@ from ray import serve
 
 from actors.coordinator import COORDINATOR_NAME, CoordinatorActor
 from actors.member import MemberActor
+from actors.models import build_model
 from actors.serve_app import build_app
 from pipelines.config import JobConfig
 from pipelines.report import ReportPaths, write_report
@@ -96,6 +97,10 @@ class Job:
         partitions = stream.partitions()
         self._features = list(stream.schema.features)
         self.partitions_by_member = assign_partitions(partitions, cfg.members)
+        if cfg.model == "custom":
+            # Import and check the user's model here, so a bad factory is one clear error
+            # before any actor starts (every actor imports the same module by name).
+            build_model(cfg.model_spec(), len(self._features))
         logger.info(
             "starting %s Ray, %d member(s) on %d partition(s), the coordinator and Serve "
             "(members load TensorFlow in parallel; this takes a while on a small machine)",

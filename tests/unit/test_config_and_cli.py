@@ -60,6 +60,10 @@ def test_partition_assignment_round_robin():
         (["run", "--config", "/nonexistent/job.yaml"], "cannot read config file"),
         (["run", "--members", "two"], "expected a whole number"),
         (["run", "--port", "70000"], "port"),
+        (["run", "--model", "lstm", "--input-window", "1"], "must be >= 2"),
+        (["run", "--model", "custom"], "factory='module:function'"),
+        (["run", "--best-margin", "-1"], "expected a number > 0 or 'off'"),
+        (["run", "--strategy", "rehearse"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -83,3 +87,28 @@ def test_console_script_reports_without_traceback():
     assert result.returncode == 2
     assert result.stderr.strip().startswith("online-ensemble: error: unknown source scheme")
     assert "Traceback" not in result.stderr
+
+
+def test_model_task_and_strategy_settings_reach_the_member_config(tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        "task: multiclass\nn_classes: 4\nmodel: conv1d\nstrategy: replay\n"
+        "lr_schedule: decay\nstrategy_options: {replay_size: 1000, replay_ratio: 0.5}\n"
+    )
+    config = load_config(tmp_path / "job.yaml", {"best_margin": 0.0})
+    member = config.member_config()
+    assert (member.model.kind, member.model.task, member.model.n_classes) == (
+        "conv1d",
+        "multiclass",
+        4,
+    )
+    assert member.model.window == 16  # the sequence default
+    assert (member.strategy.name, member.strategy.schedule) == ("replay", "decay")
+    assert (member.strategy.replay_size, member.strategy.replay_ratio) == (1000, 0.5)
+    assert isinstance(member.strategy.replay_size, int)
+    assert member.best_margin is None  # 0 (the CLI's "off") turns it off
+    assert JobConfig().member_config().best_margin == 0.03
+
+
+def test_unknown_strategy_options_name_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown strategy option.*replay_size"):
+        JobConfig.build(strategy_options={"replay_sise": 10})

@@ -170,7 +170,7 @@ def test_a_custom_model_that_does_not_fit_the_task_is_refused(factory, spec_extr
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"kind": "lstm"}, "window >= 2"),
+        ({"kind": "lstm"}, r"window \(input_window\) must be >= 2"),
         ({"window": 4}, "an mlp reads single rows"),
         ({"kind": "custom"}, "factory='module:function'"),
         ({"factory": "a:b"}, "only used with kind='custom'"),

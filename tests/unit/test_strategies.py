@@ -173,9 +173,11 @@ def _run(strategy: str, seed: int) -> dict:
 
 
 @pytest.mark.slow
-def test_replay_and_distill_forget_less_and_reset_adapts_fastest():
-    seed = 0
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_replay_and_distill_forget_less_and_reset_adapts_fastest(seed):
     results = {name: _run(name, seed) for name in ("finetune", "replay", "distill", "reset")}
+    for name, result in results.items():  # shown with `pytest -s`; docs/benchmarks.md
+        print(f"seed {seed} {name:9} " + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
     for name, result in results.items():
         assert result["before"] > 0.95, (name, result)  # all learned the first concept
     old = {name: r["old_concept"] for name, r in results.items()}
