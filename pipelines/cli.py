@@ -38,6 +38,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _margin(text: str) -> float:
+    if text.strip().lower() == "off":
+        return 0.0  # the config's "off" (None would mean "flag not given")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'off', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'off', got {text!r}")
+    return value
+
+
 def _hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(","))
@@ -112,6 +124,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.02)")
     run.add_argument(
+        "--task",
+        choices=["binary", "multiclass", "regression"],
+        help="label kind: 0/1, a class index, or a number (default binary)",
+    )
+    run.add_argument(
+        "--classes", dest="n_classes", type=_positive_int, help="classes of a multiclass task"
+    )
+    run.add_argument(
+        "--model",
+        choices=["mlp", "lstm", "conv1d", "custom"],
+        help="member network (default mlp; lstm/conv1d read windows of consecutive rows)",
+    )
+    run.add_argument(
+        "--input-window",
+        type=_positive_int,
+        metavar="ROWS",
+        help="rows per input window of lstm/conv1d (default 16)",
+    )
+    run.add_argument(
+        "--model-factory",
+        metavar="MODULE:FUNCTION",
+        help="custom model: a function returning a Keras model (checked against the task)",
+    )
+    run.add_argument(
+        "--strategy",
+        choices=["finetune", "replay", "head", "distill", "reset"],
+        help="how members update (default finetune)",
+    )
+    run.add_argument(
+        "--lr-schedule",
+        choices=["constant", "decay", "warmup"],
+        help="learning-rate schedule (default constant)",
+    )
+    run.add_argument(
+        "--best-margin",
+        type=_margin,
+        metavar="MARGIN|off",
+        help="serve a member's best snapshot while it is this far below it (default 0.03)",
+    )
+    run.add_argument(
         "--batch-size", type=_positive_int, help="rows per training step (default 128)"
     )
     run.add_argument(
@@ -152,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="requests per target per round (default 200)",
     )
+    train_bench = benches.add_parser(
+        "train",
+        help="training rows/s: model.fit per chunk, train_on_batch, a bare step, a member actor",
+        description="Rows/s of the members' MLP on the default synthetic stream four ways: "
+        "model.fit per 100-row chunk, train_on_batch, the bare compiled step (the limit), and "
+        "one MemberActor in a local Ray (source, validation, step, publish); reports the member's "
+        "ratios to the bare step and to model.fit. Starts its own embedded Ray.",
+    )
+    train_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    train_bench.add_argument(
+        "--batch", type=_positive_int, default=256, help="rows per training step (default 256)"
+    )
+    train_bench.add_argument(
+        "--rows",
+        type=_positive_int,
+        default=1_000_000,
+        help="stream rows the bare step and the member train on (default 1000000)",
+    )
     return parser
 
 
@@ -165,8 +235,25 @@ def _quiet_runtime_logs() -> None:
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
+def _bench_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pipelines.bench.train_bench import result_table, run_train_bench
+
+    # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_train_bench(batch=args.batch, rows=args.rows)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print(result_table(result))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     _quiet_runtime_logs()
+    if args.bench == "train":
+        return _bench_train(args)
     from pipelines.bench.serve_bench import run_serve_bench
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
