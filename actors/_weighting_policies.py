@@ -3,9 +3,24 @@
 Import these names from `actors.weighting`, which re-exports them with the registry.
 
 Every policy keeps, for each member, the last `window` shared-sample rows that member
-was scored on: its positive-class probability and the true label, in a ring buffer.
-Policies differ only in how a member's window becomes a *gain* (its unnormalised weight);
-everything else is common and lives in `WeightingPolicy.weights`:
+was scored on, in a ring buffer of three per-row figures: ``hit`` (1 where the member's
+class was right; unused for regression), ``sqerr`` (``(1 - p(true class))^2`` for
+classification, ``(prediction - target)^2`` for regression) and ``label`` (the class
+index, or the regression target). From those a window gives the five figures of
+`_WindowStats`, which is all a policy reads:
+
+==============  =====================================  ======================================
+figure          binary / multiclass                    regression
+==============  =====================================  ======================================
+``accuracy``    share of rows right (argmax)           skill ``1 - mse / var(y)``
+``chance``      the window's majority-class share      0 (the skill of predicting the mean)
+``mse``         mean ``(1 - p(true class))^2``         mean ``(prediction - y)^2``
+``random_mse``  ``sum_c p(c) (1 - p(c))^2``            ``var(y)`` (the mean predictor's MSE)
+==============  =====================================  ======================================
+
+so one rule per policy serves every task. Policies differ only in how a member's window
+becomes a *gain* (its unnormalised weight); everything else is common and lives in
+`WeightingPolicy.weights`:
 
 1. members with fewer than `min_rows` rows get the average share of those with enough
    (uniform over the eligible members if none has enough);
@@ -22,13 +37,14 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from actors.errors import ConfigError
+from actors.specs import TASKS
 
 __all__ = [
     "AccuracyPolicy",
@@ -41,13 +57,17 @@ __all__ = [
 
 _Policy = TypeVar("_Policy", bound="WeightingPolicy")
 
-_ARRAYS = ("probability", "label", "next_slot", "rows")
+_ARRAYS = ("hit", "sqerr", "label", "next_slot", "rows")
 _ROUNDING = 1e-12
+"""A gain within this of 0 is 0 (relative to ``var(y)`` for AWE on regression)."""
 
 
 @dataclass(frozen=True)
 class _WindowStats:
-    """Per-member figures over each member's window; (M,) arrays, 0 where no rows."""
+    """Per-member figures over each member's window, (M,) arrays; see the module table.
+
+    Entries of members without rows are placeholders: nothing reads them.
+    """
 
     rows: np.ndarray
     accuracy: np.ndarray
@@ -66,6 +86,8 @@ class WeightingPolicy(abc.ABC):
         cap: maximum weight of any member, in (1/n_members, 1] (exactly 1 for one member).
         min_rows: rows a member needs in its window before its own figures set its
             weight, in [1, window].
+        task: what the members predict, ``binary``, ``multiclass`` or ``regression``
+            (see `observe`); it sets how a window becomes figures (module table).
 
     Raises:
         ConfigError: for a value out of range; the message repeats the values received.
@@ -88,7 +110,8 @@ class WeightingPolicy(abc.ABC):
 
     name: ClassVar[str]
     score_name: ClassVar[str] = "accuracy"
-    """What `member_scores` returns: ``accuracy``, ``loss`` or ``mse``."""
+    """What `member_scores` returns: ``accuracy`` (for regression the skill), ``loss``
+    or ``mse``."""
     params: ClassVar[tuple[str, ...]] = ()
     """The policy's own constructor parameters, besides the common ones."""
 
@@ -100,6 +123,7 @@ class WeightingPolicy(abc.ABC):
         floor: float = 0.0,
         cap: float = 1.0,
         min_rows: int = 50,
+        task: str = "binary",
     ) -> None:
         self.n_members = _integer("n_members", n_members)
         self.window = _integer("window", window)
@@ -112,8 +136,12 @@ class WeightingPolicy(abc.ABC):
         self.floor = _number("floor", floor)
         self.cap = _number("cap", cap)
         _check_bounds(self.floor, self.cap, self.n_members)
-        self._probability = np.zeros((self.n_members, self.window))
-        self._label = np.zeros((self.n_members, self.window), dtype=bool)
+        if task not in TASKS:
+            raise ConfigError(f"task ({task!r}) must be one of {', '.join(TASKS)}")
+        self.task = str(task)
+        self._hit = np.zeros((self.n_members, self.window))
+        self._sqerr = np.zeros((self.n_members, self.window))
+        self._label = np.zeros((self.n_members, self.window))
         # Until a window is full, slots [0, rows) hold its rows and next_slot == rows.
         self._next_slot = np.zeros(self.n_members, dtype=np.int64)
         self._rows = np.zeros(self.n_members, dtype=np.int64)
@@ -121,42 +149,48 @@ class WeightingPolicy(abc.ABC):
     def __repr__(self) -> str:
         settings = ("window", "floor", "cap", "min_rows", *self.params)
         shown = ", ".join(f"{key}={getattr(self, key)!r}" for key in settings)
+        if self.task != "binary":
+            shown += f", task={self.task!r}"
         return f"{type(self).__name__}({self.n_members}, {shown})"
 
-    def observe(self, probabilities: np.ndarray, labels: np.ndarray, scored: np.ndarray) -> None:
+    def observe(self, outputs: np.ndarray, labels: np.ndarray, scored: np.ndarray) -> None:
         """Add scored shared-sample rows to each scored member's window.
 
         Args:
-            probabilities: (n, n_members) each member's positive-class probability on n
-                rows no member has trained on. A non-finite value counts as a confident
-                wrong answer (a diverged snapshot earns nothing).
-            labels: (n,) true labels, 0/1.
+            outputs: each member's answer on n rows no member has trained on:
+                ``binary`` (n, n_members) positive-class probabilities; ``multiclass``
+                (n, n_members, classes) class probabilities; ``regression``
+                (n, n_members) predictions. A non-finite value counts as a confident
+                wrong answer (a diverged snapshot earns nothing): a wrong class with
+                probability 1, or for regression an infinite squared error.
+            labels: (n,) true labels: 0/1 (binary), class indices in [0, classes)
+                (multiclass), or finite targets (regression).
             scored: (n_members,) bool, which columns are real predictions (members that
                 have a snapshot); only those columns enter their member's window.
 
         Raises:
-            ValueError: if the shapes do not agree.
+            ValueError: if the shapes do not agree, or a label is not one of the task's.
         """
-        p = np.asarray(probabilities, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != self.n_members:
-            raise ValueError(
-                f"probabilities must have shape (rows, {self.n_members}), got {p.shape}"
-            )
+        out = np.asarray(outputs, dtype=np.float64)
+        multiclass = self.task == "multiclass"
+        if out.ndim != (3 if multiclass else 2) or out.shape[1] != self.n_members:
+            expected = f"(rows, {self.n_members}{', classes' if multiclass else ''})"
+            raise ValueError(f"{self.task} outputs must have shape {expected}, got {out.shape}")
         y = np.asarray(labels, dtype=np.float64)
-        if y.shape != (p.shape[0],):
-            raise ValueError(f"labels must have shape ({p.shape[0]},), got {y.shape}")
+        if y.shape != (out.shape[0],):
+            raise ValueError(f"labels must have shape ({out.shape[0]},), got {y.shape}")
+        _check_labels(self.task, y, out.shape)
         columns = np.flatnonzero(self._mask(scored, "scored"))
-        if p.shape[0] == 0 or columns.size == 0:
+        if out.shape[0] == 0 or columns.size == 0:
             return
         # Only the newest `window` rows can stay in a window.
-        truth = y[-self.window :] > 0.5
-        block = p[-self.window :, columns].T
-        wrong = np.where(truth, 0.0, 1.0)
-        block = np.where(np.isfinite(block), np.clip(block, 0.0, 1.0), wrong)
-        n = truth.size
+        y = y[-self.window :]
+        hit, sqerr = _ROW_SCORES[self.task](np.moveaxis(out[-self.window :, columns], 0, 1), y)
+        n = y.size
         slots = (self._next_slot[columns, None] + np.arange(n)) % self.window
-        self._probability[columns[:, None], slots] = block
-        self._label[columns[:, None], slots] = truth
+        self._hit[columns[:, None], slots] = hit
+        self._sqerr[columns[:, None], slots] = sqerr
+        self._label[columns[:, None], slots] = (y > 0.5) if self.task == "binary" else y
         self._next_slot[columns] = (self._next_slot[columns] + n) % self.window
         self._rows[columns] = np.minimum(self._rows[columns] + n, self.window)
 
@@ -196,8 +230,14 @@ class WeightingPolicy(abc.ABC):
     def member_scores(self) -> list[float | None]:
         """Each member's recent figure the policy weighs (see `score_name`); None if no rows."""
         stats = self._stats()
-        values = self._scores(stats)
-        return [float(v) if rows else None for v, rows in zip(values, stats.rows, strict=True)]
+        return _per_member(self._scores(stats), stats.rows)
+
+    def member_accuracies(self) -> list[float | None]:
+        """Each member's recent accuracy over its window; for regression its skill
+        ``1 - mse / var(y)`` (0: no better than predicting the window's mean). None if
+        no rows."""
+        stats = self._stats()
+        return _per_member(stats.accuracy, stats.rows)
 
     def resize(self, n_members: int) -> None:
         """Grow (new members start with an empty window) or shrink (drop the last ones).
@@ -208,23 +248,28 @@ class WeightingPolicy(abc.ABC):
         n = _integer("n_members", n_members)
         keep = min(n, self.n_members)
         grow = n - keep
-        self._probability = np.vstack([self._probability[:keep], np.zeros((grow, self.window))])
-        self._label = np.vstack([self._label[:keep], np.zeros((grow, self.window), dtype=bool)])
+        self._hit = np.vstack([self._hit[:keep], np.zeros((grow, self.window))])
+        self._sqerr = np.vstack([self._sqerr[:keep], np.zeros((grow, self.window))])
+        self._label = np.vstack([self._label[:keep], np.zeros((grow, self.window))])
         self._next_slot = np.concatenate([self._next_slot[:keep], np.zeros(grow, np.int64)])
         self._rows = np.concatenate([self._rows[:keep], np.zeros(grow, np.int64)])
         self.n_members = n
 
     def state(self) -> dict[str, np.ndarray | float | int]:
-        """Settings and windows as plain numbers and arrays (for `np.savez`, no pickle)."""
+        """Settings and windows as plain numbers and arrays (for `np.savez`, no pickle).
+
+        The task is a 0-d string array, which `np.load` reads without pickle.
+        """
         settings: dict[str, np.ndarray | float | int] = {
             "n_members": self.n_members,
             "window": self.window,
             "floor": self.floor,
             "cap": self.cap,
             "min_rows": self.min_rows,
+            "task": np.array(self.task),
         }
         settings.update({key: float(getattr(self, key)) for key in self.params})
-        arrays = (self._probability, self._label, self._next_slot, self._rows)
+        arrays = (self._hit, self._sqerr, self._label, self._next_slot, self._rows)
         settings.update({key: a.copy() for key, a in zip(_ARRAYS, arrays, strict=True)})
         return settings
 
@@ -236,7 +281,7 @@ class WeightingPolicy(abc.ABC):
             ConfigError: if a setting is out of range.
             ValueError: if a key is missing or the arrays do not fit the settings.
         """
-        keys = ("n_members", "window", "floor", "cap", "min_rows", *cls.params, *_ARRAYS)
+        keys = ("n_members", "window", "floor", "cap", "min_rows", "task", *cls.params, *_ARRAYS)
         missing = [key for key in keys if key not in state]
         if missing:
             raise ValueError(f"{cls.name} policy state lacks {missing}; got keys {sorted(state)}")
@@ -245,15 +290,15 @@ class WeightingPolicy(abc.ABC):
             int(state["n_members"]),
             window=int(state["window"]),
             min_rows=int(state["min_rows"]),
+            task=str(state["task"]),
             **options,
         )
         m, w = policy.n_members, policy.window
-        probability = np.array(state["probability"], dtype=np.float64)
-        label = np.array(state["label"], dtype=bool)
+        hit, sqerr, label = (np.array(state[key], dtype=np.float64) for key in _ARRAYS[:3])
         next_slot = np.array(state["next_slot"], dtype=np.int64)
         rows = np.array(state["rows"], dtype=np.int64)
         consistent = (
-            probability.shape == label.shape == (m, w)
+            hit.shape == sqerr.shape == label.shape == (m, w)
             and next_slot.shape == rows.shape == (m,)
             and bool(np.all((rows >= 0) & (rows <= w) & (next_slot >= 0) & (next_slot < w)))
             and bool(np.all((rows == w) | (next_slot == rows)))
@@ -261,10 +306,10 @@ class WeightingPolicy(abc.ABC):
         if not consistent:
             raise ValueError(
                 f"{cls.name} policy state does not fit {m} members and window {w}: "
-                f"probability {probability.shape}, label {label.shape}, "
+                f"hit {hit.shape}, sqerr {sqerr.shape}, label {label.shape}, "
                 f"next_slot {next_slot.tolist()}, rows {rows.tolist()}"
             )
-        policy._probability, policy._label = probability, label
+        policy._hit, policy._sqerr, policy._label = hit, sqerr, label
         policy._next_slot, policy._rows = next_slot, rows
         return policy
 
@@ -291,21 +336,27 @@ class WeightingPolicy(abc.ABC):
         rows = self._rows
         held = np.arange(self.window) < rows[:, None]
         count = np.maximum(rows, 1)
-        p, y = self._probability, self._label
-        accuracy = (((p > 0.5) == y) & held).sum(axis=1) / count
-        positive = (y & held).sum(axis=1) / count
-        true_class = np.where(y, p, 1.0 - p)
+        mse = np.where(held, self._sqerr, 0.0).sum(axis=1) / count
+        if self.task == "regression":
+            return _regression_stats(rows, held, count, self._label, mse)
+        accuracy = np.where(held, self._hit, 0.0).sum(axis=1) / count
+        if self.task == "binary":
+            positive = np.where(held, self._label, 0.0).sum(axis=1) / count
+            chance = np.maximum(positive, 1.0 - positive)
+            # sum_c p(c) (1 - p(c))^2 for two classes, in the form binary always used.
+            random_mse = positive * (1.0 - positive)
+        else:
+            shares = _class_shares(self._label, held, count)
+            chance = shares.max(axis=1)
+            random_mse = (shares * np.square(1.0 - shares)).sum(axis=1)
         return _WindowStats(
-            rows=rows.copy(),
-            accuracy=accuracy,
-            chance=np.maximum(positive, 1.0 - positive),
-            mse=(np.square(1.0 - true_class) * held).sum(axis=1) / count,
-            random_mse=positive * (1.0 - positive),
+            rows=rows.copy(), accuracy=accuracy, chance=chance, mse=mse, random_mse=random_mse
         )
 
 
 class UniformPolicy(WeightingPolicy):
-    """Equal weights over the eligible members; `member_scores` reports recent accuracy."""
+    """Equal weights over the eligible members; `member_scores` reports recent accuracy
+    (for regression, skill)."""
 
     name = "uniform"
 
@@ -319,7 +370,9 @@ class AccuracyPolicy(WeightingPolicy):
     """Weight proportional to recent accuracy above chance: ``w_i ∝ acc_i - chance_i``.
 
     Chance is the majority-class rate of the member's window, so a member that only
-    learned the class balance earns nothing.
+    learned the class balance earns nothing. For regression ``acc_i`` is the skill
+    ``1 - mse_i / var(y)`` and chance 0, so ``w_i ∝`` the member's share of the window's
+    variance it explains, and a member no better than the window's mean earns nothing.
     """
 
     name = "accuracy"
@@ -336,7 +389,8 @@ class SoftmaxPolicy(WeightingPolicy):
     Over the members above chance (0 for the others); ``best_acc`` is the best of them,
     subtracted so that the best member's term is 1. A gap of one `temperature` in
     accuracy costs a factor e, so lower is sharper: at 0.05 a member 5 points behind the
-    best gets 1/e of its weight.
+    best gets 1/e of its weight. For regression the same holds for skill
+    (``1 - mse / var(y)``), with chance 0.
 
     Args:
         temperature: accuracy gap per factor e, finite and > 0 (default 0.05).
@@ -355,14 +409,17 @@ class SoftmaxPolicy(WeightingPolicy):
         floor: float = 0.0,
         cap: float = 1.0,
         min_rows: int = 50,
+        task: str = "binary",
     ) -> None:
-        super().__init__(n_members, window=window, floor=floor, cap=cap, min_rows=min_rows)
+        super().__init__(
+            n_members, window=window, floor=floor, cap=cap, min_rows=min_rows, task=task
+        )
         self.temperature = _positive("temperature", temperature, "lower is sharper")
 
     def _log_gains(
         self, stats: _WindowStats, experienced: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        above = stats.accuracy > stats.chance
+        above = _above_chance(stats)
         best = float(stats.accuracy[above & experienced].max(initial=0.0))
         return (stats.accuracy - best) / self.temperature, above
 
@@ -383,6 +440,12 @@ class HedgePolicy(WeightingPolicy):
     of several standard errors is decisive, whatever the window. Because only the window
     counts, a member whose loss jumps loses its weight within one window.
 
+    For regression the loss is the normalised squared error ``mse_i / var(y)`` (1 for
+    predicting the window's mean, so a member is above chance below 1). It is scale-free
+    in the target's units, but its standard error has no ``0.5 / sqrt(n)`` bound: with
+    heavy-tailed errors a given `eta` is less decisive per standard error than for 0/1
+    loss.
+
     Args:
         eta: learning rate per window-normalised loss, finite and > 0 (default 2.0).
         **common: see `WeightingPolicy`.
@@ -401,15 +464,18 @@ class HedgePolicy(WeightingPolicy):
         floor: float = 0.0,
         cap: float = 1.0,
         min_rows: int = 50,
+        task: str = "binary",
     ) -> None:
-        super().__init__(n_members, window=window, floor=floor, cap=cap, min_rows=min_rows)
+        super().__init__(
+            n_members, window=window, floor=floor, cap=cap, min_rows=min_rows, task=task
+        )
         self.eta = _positive("eta", eta, "higher is sharper")
 
     def _log_gains(
         self, stats: _WindowStats, experienced: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        above = stats.accuracy > stats.chance
-        loss = 1.0 - stats.accuracy
+        above = _above_chance(stats)
+        loss = 1.0 - stats.accuracy  # regression: 1 - skill = mse / var(y)
         best = float(loss[above & experienced].min(initial=1.0))
         return -self.eta * np.sqrt(stats.rows) * (loss - best), above
 
@@ -421,10 +487,15 @@ class AwePolicy(WeightingPolicy):
     """Accuracy-weighted ensembles (Wang, Fan, Yu & Han, KDD 2003).
 
     ``w_i = max(0, MSE_r - MSE_i)``: ``MSE_i`` is the mean over member i's window of
-    ``(1 - p_i(true class))^2``, ``MSE_r = sum_c p(c) (1 - p(c))^2`` the error of a
-    predictor that guesses from the window's class distribution ``p(c)``. A member with
-    ``MSE_i >= MSE_r`` (no better than random, e.g. one that only learned the class
-    prior) gets 0. Unlike accuracy it rewards calibrated confidence.
+    ``(1 - p_i(true class))^2``, ``MSE_r = sum_c p(c) (1 - p(c))^2`` (the paper's) the
+    error of a predictor that guesses from the window's class distribution ``p(c)``;
+    for two classes it is ``p (1 - p)``. A member with ``MSE_i >= MSE_r`` (no better
+    than random, e.g. one that only learned the class prior) gets 0. Unlike accuracy it
+    rewards calibrated confidence.
+
+    For regression ``MSE_i`` is the member's mean squared error and ``MSE_r = var(y)``,
+    the error of predicting the window's mean: ``w_i = max(0, var(y) - MSE_i)``. Gains
+    are then in squared target units; only their ratios matter.
     """
 
     name = "awe"
@@ -433,10 +504,90 @@ class AwePolicy(WeightingPolicy):
     def _log_gains(
         self, stats: _WindowStats, experienced: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        return _log_positive(stats.random_mse - stats.mse)
+        # Classification errors are in [0, 1]; a regression gain is in squared target
+        # units, so "within rounding of 0" scales with var(y).
+        scale = stats.random_mse if self.task == "regression" else 1.0
+        return _log_positive(stats.random_mse - stats.mse, _ROUNDING * scale)
 
     def _scores(self, stats: _WindowStats) -> np.ndarray:
         return stats.mse
+
+
+def _binary_rows(probability: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hit and squared error of (members, n) positive-class probabilities."""
+    truth = y > 0.5
+    wrong = np.where(truth, 0.0, 1.0)
+    probability = np.where(np.isfinite(probability), np.clip(probability, 0.0, 1.0), wrong)
+    true_class = np.where(truth, probability, 1.0 - probability)
+    return ((probability > 0.5) == truth).astype(np.float64), np.square(1.0 - true_class)
+
+
+def _multiclass_rows(probability: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hit (argmax) and squared error of (members, n, classes) class probabilities."""
+    classes = y.astype(np.int64)
+    finite = np.isfinite(probability).all(axis=2)
+    probability = np.clip(np.where(finite[..., None], probability, 0.0), 0.0, 1.0)
+    true_class = probability[:, np.arange(y.size), classes]
+    hit = finite & (probability.argmax(axis=2) == classes)
+    return hit.astype(np.float64), np.square(1.0 - true_class)
+
+
+def _regression_rows(prediction: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """No hit (unused) and the squared error of (members, n) predictions; inf if not finite."""
+    with np.errstate(over="ignore"):
+        sqerr = np.square(prediction - y)
+    return np.zeros_like(sqerr), np.where(np.isnan(sqerr), np.inf, sqerr)
+
+
+_ROW_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+    "binary": _binary_rows,
+    "multiclass": _multiclass_rows,
+    "regression": _regression_rows,
+}
+
+
+def _check_labels(task: str, y: np.ndarray, shape: tuple[int, ...]) -> None:
+    if task == "multiclass":
+        classes = shape[2]
+        bad = (y != np.round(y)) | (y < 0) | (y >= classes)
+        expected = f"class indices in [0, {classes - 1}] ({classes} classes in the outputs)"
+    elif task == "regression":
+        bad = ~np.isfinite(y)
+        expected = "finite regression targets"
+    else:
+        return  # binary: a label above 0.5 is the positive class, as always
+    if bad.any():
+        raise ValueError(f"labels must be {expected}; got {y[bad][:5].tolist()} among them")
+
+
+def _class_shares(label: np.ndarray, held: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """(M, K) share of each class 0 .. K-1 in each member's window (K: largest seen + 1)."""
+    classes = np.where(held, label, 0.0).astype(np.int64)
+    k = int(classes.max(initial=0)) + 1
+    m = label.shape[0]
+    index = (np.arange(m)[:, None] * k + classes)[held]
+    return np.bincount(index, minlength=m * k).reshape(m, k) / count[:, None]
+
+
+def _regression_stats(
+    rows: np.ndarray, held: np.ndarray, count: np.ndarray, target: np.ndarray, mse: np.ndarray
+) -> _WindowStats:
+    """Skill against the window's mean; a constant-target window gives everyone skill 0."""
+    mean = np.where(held, target, 0.0).sum(axis=1) / count
+    with np.errstate(over="ignore"):
+        variance = np.square(np.where(held, target - mean[:, None], 0.0)).sum(axis=1) / count
+        ratio = np.divide(mse, variance, out=np.ones_like(mse), where=variance > 0.0)
+    return _WindowStats(
+        rows=rows.copy(),
+        accuracy=1.0 - ratio,
+        chance=np.zeros(rows.shape),
+        mse=mse,
+        random_mse=variance,
+    )
+
+
+def _per_member(values: np.ndarray, rows: np.ndarray) -> list[float | None]:
+    return [float(v) if n else None for v, n in zip(values, rows, strict=True)]
 
 
 def _bounded_shares(
@@ -488,9 +639,17 @@ def _uniform(mask: np.ndarray) -> np.ndarray:
     return mask / mask.sum()
 
 
-def _log_positive(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _above_chance(stats: _WindowStats) -> np.ndarray:
+    # Within rounding of chance is at chance: `1 - p` and `(n - k) / n` can differ in the
+    # last bit, and a regression member predicting the mean has skill about +-1e-16.
+    return stats.accuracy - stats.chance > _ROUNDING
+
+
+def _log_positive(
+    gains: np.ndarray, tolerance: float | np.ndarray = _ROUNDING
+) -> tuple[np.ndarray, np.ndarray]:
     # A gain within rounding of 0 (an AWE member that only learned the class prior) is 0.
-    above = gains > _ROUNDING
+    above = gains > tolerance
     log_gains = np.full(gains.shape, -math.inf)
     log_gains[above] = np.log(gains[above])
     return log_gains, above

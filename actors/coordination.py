@@ -11,17 +11,25 @@ Two views of each member's accuracy (DESIGN rule 4):
 Weights come from a named `WeightingPolicy` (``actors.weighting``) fed with every
 member's predictions on the shared sample; a member with fewer than `min_eval_rows`
 scored rows gets the average share of the others until it has a record.
+
+The task sets what a scored row says. Classification (``binary``, ``multiclass``)
+counts hits: the predicted class (``p > 0.5``, or the argmax) is the label, and the
+figures are accuracies. Regression keeps squared errors, and the figures are RMSEs
+(``*_error`` keys; the ``*_accuracy`` keys stay, as None, for the report's shape).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from actors.weighting import POLICIES, RecentAccuracy, make_policy
+from actors.errors import ConfigError
+from actors.specs import TASKS
+from actors.weighting import POLICIES, RecentAccuracy, RecentMean, make_policy
 
 __all__ = ["CoordinatorCore", "MemberRecord"]
 
@@ -35,14 +43,16 @@ class MemberRecord:
     rows: int = 0
     dead_letter: int = 0
     own_accuracy: float | None = None
+    own_error: float | None = None
     lag: int | None = None
     has_snapshot: bool = False
     done: bool = False
-    shared: RecentAccuracy = field(default_factory=lambda: RecentAccuracy(2000))
+    shared: RecentMean = field(default_factory=lambda: RecentAccuracy(2000))
+    """Its shared-sample hits (classification) or squared errors (regression)."""
 
 
 class CoordinatorCore:
-    """Recent accuracy per member and for the ensemble; the mixing weights they imply.
+    """Recent accuracy (or error) per member and for the ensemble; the weights they imply.
 
     Args:
         partitions_by_member: member id -> the source partitions it reads.
@@ -52,6 +62,11 @@ class CoordinatorCore:
         cap: maximum weight of any member.
         min_eval_rows: shared-sample rows a member needs before they set its weight.
         policy_params: the policy's own parameters (``temperature``, ``eta``).
+        task: what the members predict, ``binary``, ``multiclass`` or ``regression``;
+            it sets the shape `record_scores` takes and the figures `summary` reports.
+
+    Raises:
+        ConfigError: for an unknown task, or a policy setting out of range.
     """
 
     def __init__(
@@ -64,15 +79,19 @@ class CoordinatorCore:
         cap: float = 1.0,
         min_eval_rows: int = 50,
         policy_params: dict[str, Any] | None = None,
+        task: str = "binary",
     ):
+        if task not in TASKS:
+            raise ConfigError(f"task ({task!r}) must be one of {', '.join(TASKS)}")
+        self.task = task
         self.window = int(window)
         self.policy_name = policy
         self.members = {
-            mid: MemberRecord(mid, list(parts), shared=RecentAccuracy(self.window))
+            mid: MemberRecord(mid, list(parts), shared=self._tracker())
             for mid, parts in partitions_by_member.items()
         }
-        self.ensemble = RecentAccuracy(self.window)
-        self.equal_weight = RecentAccuracy(self.window)
+        self.ensemble = self._tracker()
+        self.equal_weight = self._tracker()
         self._labels: deque[float] = deque(maxlen=self.window)
         self.history: list[dict] = []
         common = {
@@ -81,13 +100,14 @@ class CoordinatorCore:
             "cap": cap,
             "min_rows": min(int(min_eval_rows), self.window),
         }
-        self.policy = make_policy(policy, len(self.members), **common, **(policy_params or {}))
+        n = len(self.members)
+        self.policy = make_policy(policy, n, task=task, **common, **(policy_params or {}))
         # Shadow policies: every other policy weighs the same members on the same shared
         # rows, so the report can say how each would have served on this very stream (the
         # fairest comparison there is: same stream, seed, members and snapshots). Uniform
         # needs no shadow: `equal_weight` already is it.
         self.shadows = {
-            name: (make_policy(name, len(self.members), **common), RecentAccuracy(self.window))
+            name: (make_policy(name, n, task=task, **common), self._tracker())
             for name in POLICIES
             if name not in (policy, "uniform")
         }
@@ -96,57 +116,81 @@ class CoordinatorCore:
     def member_ids(self) -> list[int]:
         return sorted(self.members)
 
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
     def record_stats(self, member_id: int, stats: dict) -> None:
-        """Take a member's own counters (rows, dead letters, own recent accuracy, done)."""
+        """Take a member's own counters (rows, dead letters, own recent figure, done)."""
         record = self.members[member_id]
         record.rows = int(stats.get("rows", record.rows))
         record.dead_letter = int(stats.get("dead_letter", record.dead_letter))
         record.own_accuracy = stats.get("recent_accuracy", record.own_accuracy)
+        record.own_error = stats.get("recent_error", record.own_error)
         record.done = bool(stats.get("done", record.done))
         record.lag = stats.get("lag", record.lag)
 
     def mark_snapshot(self, member_id: int) -> None:
         self.members[member_id].has_snapshot = True
 
-    def record_scores(self, probabilities: np.ndarray, labels: np.ndarray) -> None:
+    def record_scores(self, outputs: np.ndarray, labels: np.ndarray) -> None:
         """Score every member with a snapshot on shared-sample rows none has trained on.
 
         Args:
-            probabilities: (n, members) positive-class probability of each member, in
-                `member_ids` order (columns of members without a snapshot are ignored).
-            labels: (n,) true labels.
+            outputs: each member's answer on the n rows, in `member_ids` order (columns
+                of members without a snapshot are ignored): ``binary`` (n, members)
+                positive-class probabilities; ``multiclass`` (n, members, classes)
+                class probabilities; ``regression`` (n, members) predictions.
+            labels: (n,) true labels (0/1, class indices, or regression targets).
+
+        Raises:
+            ValueError: if `outputs` does not have the task's shape for n rows and the
+                members, or (from the policy) a label is not one of the task's.
         """
-        labels = np.asarray(labels, dtype=np.float32).reshape(-1)
+        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
         if labels.size == 0:
             return
+        outputs = np.asarray(outputs)
         ids = self.member_ids
+        multiclass = self.task == "multiclass"
+        if outputs.ndim != (3 if multiclass else 2) or outputs.shape[:2] != (labels.size, len(ids)):
+            expected = f"({labels.size}, {len(ids)}{', classes' if multiclass else ''})"
+            raise ValueError(
+                f"{self.task} outputs for {labels.size} labels and {len(ids)} members must "
+                f"have shape {expected}, got {outputs.shape}"
+            )
         eligible = [i for i, mid in enumerate(ids) if self.members[mid].has_snapshot]
         if not eligible:
             return
         weights = self.mixing_weights()  # before observing: what Serve answered with
-        predicted = probabilities > 0.5
-        truth = labels > 0.5
-        for i in eligible:
-            self.members[ids[i]].shared.add(predicted[:, i] == truth)
         scored = np.zeros(len(ids), dtype=bool)
         scored[eligible] = True
-        self.policy.observe(probabilities, labels, scored)
-        for shadow, accuracy in self.shadows.values():
-            shadow_mixed = probabilities @ shadow.weights(scored)
-            accuracy.add((shadow_mixed > 0.5) == truth)
-            shadow.observe(probabilities, labels, scored)
-        mixed = probabilities @ weights
-        equal = probabilities[:, eligible].mean(axis=1)
-        self.ensemble.add((mixed > 0.5) == truth)
-        self.equal_weight.add((equal > 0.5) == truth)
+        self.policy.observe(outputs, labels, scored)  # first: it checks the labels
+        for i in eligible:
+            self.members[ids[i]].shared.add(self._row_scores(outputs[:, i], labels))
+        for shadow, figure in self.shadows.values():
+            figure.add(self._row_scores(_mix(outputs, shadow.weights(scored)), labels))
+            shadow.observe(outputs, labels, scored)
+        self.ensemble.add(self._row_scores(_mix(outputs, weights), labels))
+        self.equal_weight.add(self._row_scores(outputs[:, eligible].mean(axis=1), labels))
         self._labels.extend(labels.tolist())
 
-    def chance(self) -> float:
-        """Accuracy of always predicting the recent majority class (0.5 with no data)."""
+    def chance(self) -> float | None:
+        """Accuracy of always predicting the recent majority class.
+
+        For regression 0.0: the skill of predicting the mean (see `WeightingPolicy`).
+        With no rows yet: 0.5 for binary, None for multiclass (no classes seen).
+        """
+        if self.regression:
+            return 0.0
         if not self._labels:
-            return 0.5
-        positive = float(np.mean(np.asarray(self._labels) > 0.5))
-        return max(positive, 1.0 - positive)
+            return 0.5 if self.task == "binary" else None
+        labels = np.asarray(self._labels)
+        if self.task == "binary":
+            positive = float(np.mean(labels > 0.5))
+            return max(positive, 1.0 - positive)
+        _, counts = np.unique(labels, return_counts=True)
+        return float(counts.max() / labels.size)
 
     def mixing_weights(self) -> np.ndarray:
         """Current weights in `member_ids` order; members without a snapshot get 0."""
@@ -156,18 +200,33 @@ class CoordinatorCore:
         return self.policy.weights(eligible)
 
     def record_history(self, elapsed_s: float) -> dict:
-        """Append one point of the accuracy and weight history (for the report and plot)."""
+        """Append one point of the accuracy (or error) and weight history.
+
+        Classification points carry ``ensemble_accuracy``, ``equal_weight_accuracy`` and
+        each member's ``accuracy``; regression points have those as None and carry the
+        RMSEs as ``ensemble_error``, ``equal_weight_error`` and each member's ``error``.
+        """
         weights = self.mixing_weights()
-        point = {
+        members: dict[str, dict] = {}
+        for mid, w in zip(self.member_ids, weights, strict=True):
+            shared = self.members[mid].shared
+            if self.regression:
+                members[str(mid)] = {"accuracy": None, "error": _rmse(shared.value())}
+            else:
+                members[str(mid)] = {"accuracy": shared.value()}
+            members[str(mid)]["weight"] = float(w)
+        point: dict[str, Any] = {
             "rows": sum(r.rows for r in self.members.values()),
             "elapsed_s": round(float(elapsed_s), 3),
-            "ensemble_accuracy": self.ensemble.value(),
-            "equal_weight_accuracy": self.equal_weight.value(),
-            "members": {
-                str(mid): {"accuracy": self.members[mid].shared.value(), "weight": float(w)}
-                for mid, w in zip(self.member_ids, weights, strict=True)
-            },
         }
+        if self.regression:
+            point["ensemble_accuracy"] = point["equal_weight_accuracy"] = None
+            point["ensemble_error"] = _rmse(self.ensemble.value())
+            point["equal_weight_error"] = _rmse(self.equal_weight.value())
+        else:
+            point["ensemble_accuracy"] = self.ensemble.value()
+            point["equal_weight_accuracy"] = self.equal_weight.value()
+        point["members"] = members
         self.history.append(point)
         return point
 
@@ -185,53 +244,119 @@ class CoordinatorCore:
         return (last["rows"] - start["rows"]) / elapsed if elapsed > 0 else None
 
     def summary(self) -> dict:
-        """Members and ensemble figures, in the report's shape."""
+        """Members and ensemble figures, in the report's shape.
+
+        Classification reports accuracies (``recent_accuracy``, ``prequential_accuracy``,
+        ...). Regression reports RMSEs under the matching ``*_error`` keys, each member's
+        ``recent_skill`` (``1 - mse / var(y)`` over its recent shared rows), and keeps
+        the ``*_accuracy`` keys as None; ``policy.error_by_policy`` replaces
+        ``policy.accuracy_by_policy``.
+        """
         weights = self.mixing_weights()
-        members = []
         scores = self.policy.member_scores()
-        for mid, w, score in zip(self.member_ids, weights, scores, strict=True):
-            record = self.members[mid]
-            members.append(
-                {
-                    "id": mid,
-                    "partitions": record.partitions,
-                    "rows": record.rows,
-                    "dead_letter": record.dead_letter,
-                    "recent_accuracy": record.shared.value(),
-                    "own_recent_accuracy": record.own_accuracy,
-                    "policy_score": score,
-                    "lag": record.lag,
-                    "eval_accuracy": record.shared.cumulative(),
-                    "eval_rows": record.shared.total_rows,
-                    "weight": float(w),
-                    "done": record.done,
-                }
-            )
-        member_totals = [
-            float(acc)
-            for mid in self.member_ids
-            if (acc := self.members[mid].shared.cumulative()) is not None
+        skills = self.policy.member_accuracies() if self.regression else [None] * len(scores)
+        members = [
+            self._member_summary(self.members[mid], float(w), score, skill)
+            for mid, w, score, skill in zip(self.member_ids, weights, scores, skills, strict=True)
         ]
+        figure = "error" if self.regression else "accuracy"
+        score_name = self.policy.score_name
         return {
             "members": members,
             "rows": sum(r.rows for r in self.members.values()),
             "rows_per_s": self.rows_per_s(),
-            "ensemble": {
+            "ensemble": self._ensemble_summary(),
+            "policy": {
+                "name": self.policy_name,
+                "score": "skill" if self.regression and score_name == "accuracy" else score_name,
+                # Prequential accuracy (RMSE) each policy would have had on the same rows.
+                f"{figure}_by_policy": {
+                    "uniform": self._overall(self.equal_weight),
+                    self.policy_name: self._overall(self.ensemble),
+                    **{name: self._overall(fig) for name, (_, fig) in self.shadows.items()},
+                },
+            },
+        }
+
+    def _member_summary(
+        self, record: MemberRecord, weight: float, score: float | None, skill: float | None
+    ) -> dict:
+        shared = record.shared
+        entry: dict[str, Any] = {
+            "id": record.member_id,
+            "partitions": record.partitions,
+            "rows": record.rows,
+            "dead_letter": record.dead_letter,
+            "recent_accuracy": None if self.regression else shared.value(),
+            "own_recent_accuracy": record.own_accuracy,
+            "policy_score": score,
+            "lag": record.lag,
+            "eval_accuracy": None if self.regression else shared.cumulative(),
+            "eval_rows": shared.total_rows,
+            "weight": weight,
+            "done": record.done,
+        }
+        if self.regression:
+            entry["recent_error"] = _rmse(shared.value())
+            entry["recent_skill"] = skill
+            entry["own_recent_error"] = record.own_error
+            entry["eval_error"] = _rmse(shared.cumulative())
+        return entry
+
+    def _ensemble_summary(self) -> dict:
+        member_totals = [
+            total
+            for mid in self.member_ids
+            if (total := self._overall(self.members[mid].shared)) is not None
+        ]
+        if not self.regression:
+            return {
                 "prequential_accuracy": self.ensemble.cumulative(),
                 "equal_weight_accuracy": self.equal_weight.cumulative(),
                 "best_member_accuracy": max(member_totals) if member_totals else None,
                 "recent_accuracy": self.ensemble.value(),
                 "eval_rows": self.ensemble.total_rows,
                 "chance": self.chance(),
-            },
-            "policy": {
-                "name": self.policy_name,
-                "score": self.policy.score_name,
-                # Prequential accuracy each policy would have had on the same rows.
-                "accuracy_by_policy": {
-                    "uniform": self.equal_weight.cumulative(),
-                    self.policy_name: self.ensemble.cumulative(),
-                    **{name: acc.cumulative() for name, (_, acc) in self.shadows.items()},
-                },
-            },
+            }
+        return {
+            "prequential_accuracy": None,
+            "equal_weight_accuracy": None,
+            "best_member_accuracy": None,
+            "recent_accuracy": None,
+            "eval_rows": self.ensemble.total_rows,
+            "chance": self.chance(),
+            "prequential_error": _rmse(self.ensemble.cumulative()),
+            "equal_weight_error": _rmse(self.equal_weight.cumulative()),
+            "best_member_error": min(member_totals) if member_totals else None,
+            "recent_error": _rmse(self.ensemble.value()),
         }
+
+    def _tracker(self) -> RecentMean:
+        return RecentMean(self.window) if self.regression else RecentAccuracy(self.window)
+
+    def _overall(self, tracker: RecentMean) -> float | None:
+        """Accuracy, or RMSE for regression, over every row the tracker has seen."""
+        total = tracker.cumulative()
+        return _rmse(total) if self.regression else total
+
+    def _row_scores(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Per row: whether `predictions` ((n,), or multiclass (n, classes)) hit the
+        label, or for regression the squared error (inf for a non-finite prediction)."""
+        if self.regression:
+            with np.errstate(over="ignore"):
+                squared = np.square(predictions - labels)
+            return np.where(np.isnan(squared), np.inf, squared)
+        if self.task == "multiclass":
+            return predictions.argmax(axis=-1) == labels
+        return (predictions > 0.5) == (labels > 0.5)
+
+
+def _mix(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean over members: (n,) from (n, M), or (n, C) from (n, M, C)."""
+    if outputs.ndim == 3:
+        return np.einsum("nmc,m->nc", outputs, weights)
+    return outputs @ weights
+
+
+def _rmse(mean_squared_error: float | None) -> float | None:
+    return None if mean_squared_error is None else math.sqrt(mean_squared_error)

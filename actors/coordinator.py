@@ -46,7 +46,7 @@ class CoordinatorActor:
     Args:
         partitions_by_member: member id -> partitions it reads.
         n_features: input width of the members' networks.
-        model_spec: the members' architecture (to score the shared sample).
+        model_spec: the members' architecture and task (to score the shared sample).
         window: shared-sample rows that count as recent.
         policy: weighting policy name.
         floor: minimum weight of an above-chance member.
@@ -71,6 +71,7 @@ class CoordinatorActor:
         configure_tensorflow(1)
         self._core = CoordinatorCore(
             partitions_by_member,
+            task=model_spec.task,
             window=window,
             policy=policy,
             floor=floor,
@@ -109,7 +110,9 @@ class CoordinatorActor:
                 arguments and moves large ones through the object store by itself. The
                 coordinator then `ray.put`s it, so the object Serve reads is owned here
                 and outlives the member that produced it.
-            sample: (x, y) rows sampled before the member trained on them.
+            sample: (x, y) sampled before the member trained on them: rows, or windows
+                (k, window, n_features) for a sequence model; labels as float class
+                indices or regression targets.
 
         Returns:
             The ensemble version after this publish.
@@ -135,6 +138,11 @@ class CoordinatorActor:
         return self._version
 
     def _score(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Score every member's held snapshot on shared-sample inputs (rows or windows).
+
+        The task's per-member outputs go to the core as they come: (n, M) probabilities
+        (binary) or values (regression), (n, M, C) class probabilities (multiclass).
+        """
         _, per_member = self._scorer.predict(x, np.zeros(len(self._index), np.float32))
         self._core.record_scores(per_member, y)
 

@@ -2,6 +2,21 @@
 
 Used by Serve to answer requests and by the coordinator to score members on the shared
 evaluation sample, so both compute exactly the same thing.
+
+What the call returns depends on the task (`ModelSpec.task`), for n inputs (rows, or
+windows of rows for a sequence model) and M members:
+
+============  ==========================  ===========================================
+task          mixed                       per_member
+============  ==========================  ===========================================
+binary        (n,) positive-class prob.   (n, M)
+regression    (n,) value                  (n, M)
+multiclass    (n, C) class probabilities  (n, M, C)
+============  ==========================  ===========================================
+
+The mix is the weighted mean of the members' outputs: of probabilities for
+classification (so a multiclass mix still sums to 1 when the weights do), of values for
+regression.
 """
 
 from __future__ import annotations
@@ -12,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from actors.errors import ModelError
-from actors.models import build_model
+from actors.models import build_model, compiled_assign
 from actors.specs import ModelSpec
 
 __all__ = ["EnsembleModel"]
@@ -22,8 +37,8 @@ class EnsembleModel:
     """`n_members` copies of the member architecture behind one `tf.function`.
 
     Args:
-        spec: the members' architecture (all members share it).
-        n_features: input width.
+        spec: the members' architecture and task (all members share it).
+        n_features: features per row.
         n_members: how many members the graph holds.
 
     Example:
@@ -41,17 +56,23 @@ class EnsembleModel:
             build_model(spec, self.n_features, name=f"m{i}") for i in range(self.n_members)
         ]
         self._assigners: dict[int, Any] = {}
+        self.input_shape = spec.input_shape(self.n_features)
         self._call = tf.function(
             self._mix,
             input_signature=[
-                tf.TensorSpec([None, self.n_features], tf.float32),
+                tf.TensorSpec([None, *self.input_shape], tf.float32),
                 tf.TensorSpec([self.n_members], tf.float32),
             ],
         )
 
     def _mix(self, x, mixing):
-        per_member = tf.concat([model(x, training=False) for model in self._members], axis=1)
-        mixed = tf.linalg.matvec(per_member, mixing)
+        outputs = [model(x, training=False) for model in self._members]  # each (n, units)
+        if self.spec.task == "multiclass":
+            per_member = tf.stack(outputs, axis=1)  # (n, M, C)
+            mixed = tf.einsum("nmc,m->nc", per_member, mixing)
+        else:
+            per_member = tf.concat(outputs, axis=1)  # (n, M): one unit per member
+            mixed = tf.linalg.matvec(per_member, mixing)
         return mixed, per_member
 
     def set_member_weights(self, index: int, weights: list[np.ndarray]) -> None:
@@ -66,7 +87,7 @@ class EnsembleModel:
                 f"snapshot has {len(weights)} arrays, member {index} has {len(variables)}"
             )
         if index not in self._assigners:
-            self._assigners[index] = _compiled_assign(variables)
+            self._assigners[index] = compiled_assign(variables)
         self._assigners[index]([np.asarray(w, dtype=np.float32) for w in weights])
 
     def warm_up(self) -> None:
@@ -78,22 +99,34 @@ class EnsembleModel:
         for index, member in enumerate(self._members):
             self.set_member_weights(index, member.get_weights())
         self.predict(
-            np.zeros((1, self.n_features), np.float32), np.zeros(self.n_members, np.float32)
+            np.zeros((1, *self.input_shape), np.float32), np.zeros(self.n_members, np.float32)
         )
 
     def predict(self, x: np.ndarray, mixing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mixed probability (n,) and each member's probability (n, n_members)."""
-        mixed, per_member = self._call(
-            np.asarray(x, dtype=np.float32), np.asarray(mixing, dtype=np.float32)
-        )
+        """The weighted mix and every member's own output (shapes by task: module docstring).
+
+        Args:
+            x: (n, *spec.input_shape(n_features)): rows, or windows of rows for a
+                sequence model.
+            mixing: (n_members,) mixing weights (they should sum to 1).
+
+        Returns:
+            (mixed, per_member): (n,) and (n, M) for binary and regression; (n, C) and
+            (n, M, C) for multiclass.
+
+        Raises:
+            ModelError: if `x` is not (n, *input_shape).
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self.input_shape:
+            what = (
+                f"windows of {self.spec.window} rows of {self.n_features} features"
+                if self.spec.is_sequence
+                else f"rows of {self.n_features} features"
+            )
+            raise ModelError(
+                f"the ensemble takes inputs of shape (n, {', '.join(map(str, self.input_shape))})"
+                f" ({what}), got {x.shape}"
+            )
+        mixed, per_member = self._call(x, np.asarray(mixing, dtype=np.float32))
         return np.asarray(mixed), np.asarray(per_member)
-
-
-def _compiled_assign(variables: list[Any]) -> Any:
-    """One graph call that assigns `values[i]` to `variables[i]` for all i."""
-
-    def assign(values):
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(value)
-
-    return tf.function(assign)

@@ -204,9 +204,7 @@ class OnlineLearner:
         if x.shape[0] == 0:
             return BatchOutcome(rows=0, correct=0, loss=float("nan"))
         if self._reservoir is not None:
-            old_x, old_y = self._reservoir.sample(
-                round(self.strategy.replay_ratio * x.shape[0])
-            )
+            old_x, old_y = self._reservoir.sample(round(self.strategy.replay_ratio * x.shape[0]))
             scores_t, loss = self._step(x, y, old_x, old_y)
             self._reservoir.add(x, y)
         else:

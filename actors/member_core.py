@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from actors.best_snapshot import BestSnapshotGuard
 from actors.learner import OnlineLearner
-from actors.models import build_model
+from actors.models import build_model, compiled_assign
 from actors.specs import MemberConfig, ModelSpec
 from actors.weighting import RecentAccuracy, RecentMean
 from actors.windows import SlidingWindows
@@ -77,12 +77,17 @@ class MemberCore:
         if config.best_margin is not None:
             self.guard = BestSnapshotGuard(config.best_margin, config.window, self.regression)
             self._best_model = build_model(spec, schema.n_features, name="best")
+            self._assign_best = compiled_assign(self._best_model.weights)
             self._best_forward = tf.function(
                 lambda x: self._best_model(x, training=False),
                 input_signature=[
                     tf.TensorSpec([None, *spec.input_shape(schema.n_features)], tf.float32)
                 ],
             )
+            # Trace both graphs now: a first call costs ~0.3 s, which would stall
+            # training at the first snapshot instead of at start-up.
+            self._assign_best(self._best_model.get_weights())
+            self._best_forward(np.zeros((1, *spec.input_shape(schema.n_features)), np.float32))
 
     @property
     def done(self) -> bool:
@@ -162,7 +167,9 @@ class MemberCore:
         if self.guard is None:
             return current, "current"
         if self.guard.offer(current, self.recent.value()):
-            self._best_model.set_weights(self.guard.best_weights)
+            # One compiled assign: Keras' set_weights walks layers in Python, several
+            # times slower, and a rising network sets a new best at most snapshots.
+            self._assign_best(self.guard.best_weights)
         if self.guard.serving_best and self.guard.best_weights is not None:
             return self.guard.best_weights, "best"
         return current, "current"

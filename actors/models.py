@@ -9,6 +9,7 @@ model's weights, so training and serving preprocess identically by construction.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import keras
 import numpy as np
@@ -17,7 +18,7 @@ import tensorflow as tf
 from actors.errors import ModelError
 from actors.specs import ModelSpec
 
-__all__ = ["RunningStandardize", "build_model"]
+__all__ = ["RunningStandardize", "build_model", "compiled_assign"]
 
 
 @keras.saving.register_keras_serializable(package="online_ensemble")
@@ -171,3 +172,17 @@ def _custom_body(spec: ModelSpec, n_features: int) -> keras.Model:
             "(its outputs do not sum to 1)"
         )
     return model
+
+
+def compiled_assign(variables: list[Any]) -> Any:
+    """One graph call that assigns ``values[i]`` to ``variables[i]`` for all i.
+
+    Keras' ``set_weights`` walks layers in Python and costs several times more; this
+    matters where snapshots are loaded many times a second.
+    """
+
+    def assign(values):
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+    return tf.function(assign)

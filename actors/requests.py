@@ -15,6 +15,10 @@ input and never dies on it.
 Missing features are refused unless the deployment allows imputation; then they become
 NaN here, and each member's standardisation layer replaces them with its own running
 mean (see `actors.models.RunningStandardize`), and the answer lists what was imputed.
+
+What the served model is changes what a valid request is: a sequence model (window > 1)
+needs at least `window` rows, one consecutive series oldest first; ``min_confidence``
+ranges over [1 / classes, 1] for classification and is refused for regression.
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ class PredictRequest:
 
     Attributes:
         x: (rows, features) float32 in model input order; NaN marks an imputed value.
-        min_confidence: rows whose ensemble confidence (max of p and 1-p) is below this
-            are answered "abstain"; None answers every row.
-        explain: include each member's probability and weight in the answer.
+            For a sequence model the rows are one consecutive series, oldest first.
+        min_confidence: predictions whose ensemble confidence (the highest class
+            probability: max of p and 1-p for binary) is below this are answered
+            "abstain"; None answers every one. Always None for regression.
+        explain: include each member's output and weight in the answer.
         imputed: row index -> names of the features that were missing and imputed.
     """
 
@@ -77,6 +83,9 @@ def parse_predict_request(
     allow_missing: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_rows: int = DEFAULT_MAX_ROWS,
+    task: str = "binary",
+    n_classes: int = 2,
+    window: int = 1,
 ) -> PredictRequest:
     """Validate a prediction request and turn it into a feature matrix.
 
@@ -88,6 +97,10 @@ def parse_predict_request(
         allow_missing: impute missing features instead of refusing the request.
         max_body_bytes: larger bodies are refused with 413.
         max_rows: requests with more rows are refused with 413.
+        task: the served model's task (``binary``, ``multiclass``, ``regression``).
+        n_classes: classes of a multiclass model.
+        window: rows per input window of a sequence model (1: row-wise); requests with
+            fewer rows are refused with 400.
 
     Returns:
         The validated request.
@@ -113,9 +126,16 @@ def parse_predict_request(
             f"{_example(features)} or an Arrow IPC stream as {ARROW_STREAM}",
             415,
         )
+    if len(x) < window:
+        raise RequestError(
+            f"this model reads windows of {window} consecutive rows: send at least {window} "
+            f"rows of one series, oldest first (got {len(x)})"
+        )
     return PredictRequest(
         x=x,
-        min_confidence=_confidence_option(options.pop("min_confidence", None)),
+        min_confidence=_confidence_option(
+            options.pop("min_confidence", None), task, 2 if task == "binary" else n_classes
+        ),
         explain=_bool_option(options.pop("explain", False)),
         imputed=imputed,
     )
@@ -229,15 +249,23 @@ def _parse_arrow(
     return matrix, imputed
 
 
-def _confidence_option(value: object) -> float | None:
+def _confidence_option(value: object, task: str, classes: int) -> float | None:
+    """The abstention threshold: the top class probability is at least 1 / classes."""
     if value is None:
         return None
+    if task == "regression":
+        raise RequestError(
+            "min_confidence applies to classification tasks; this model does regression "
+            "(leave min_confidence out)"
+        )
+    lowest = 1.0 / classes
+    expected = f"a number in [{lowest:.4g}, 1]"
     try:
         confidence = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise RequestError(f"min_confidence must be a number in [0.5, 1], got {value!r}") from None
-    if isinstance(value, bool) or not 0.5 <= confidence <= 1.0:
-        raise RequestError(f"min_confidence must be a number in [0.5, 1], got {value!r}")
+        raise RequestError(f"min_confidence must be {expected}, got {value!r}") from None
+    if isinstance(value, bool) or not lowest <= confidence <= 1.0:
+        raise RequestError(f"min_confidence must be {expected}, got {value!r}")
     return confidence
 
 

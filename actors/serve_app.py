@@ -8,6 +8,22 @@ when it is newer, the replica fetches the member snapshots from the object store
 them into the *standby* copy of the ensemble graph and then flips one reference. A batch
 reads that reference once, so every request is answered by exactly one version, and a
 replica only ever flips forward, so its version never goes backwards.
+
+A request's rows become the model's inputs before batching: rows as they are for a
+row-wise model; for a sequence model (window > 1) the rows are one series, oldest first,
+and each complete window of `window` consecutive rows is one input (n rows give
+n - window + 1 predictions, the i-th for the window ending at row i + window - 1).
+Windows are built per request, so a batch never makes a window across two requests.
+
+Answers by task (one entry per row, or per window):
+
+* binary: ``predictions`` (0/1), ``probabilities`` (of class 1);
+* multiclass: ``predictions`` (class index), ``probabilities`` (a list per
+  prediction, one per class), ``confidence`` (the highest class probability);
+* regression: ``predictions`` (values).
+
+``min_confidence`` turns unconfident predictions into ``"abstain"`` (classification);
+``explain`` adds the mixing ``weights`` and, per prediction, each member's output.
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ from actors.requests import (
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
+from actors.windows import windows_of
 
 __all__ = ["EnsembleServer", "build_app"]
 
@@ -49,8 +66,10 @@ class _Scored:
     """One request's share of a batch: the version that answered it and its outputs."""
 
     live: _Live
-    mixed: np.ndarray  # (rows,) ensemble probability of the positive class
-    per_member: np.ndarray  # (rows, members)
+    # Per prediction: the ensemble's output, (n,) probability of class 1 or value, or
+    # (n, classes); and each member's, (n, members) or (n, members, classes).
+    mixed: np.ndarray
+    per_member: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -74,12 +93,13 @@ class EnsembleServer:
     Args:
         coordinator: handle of the `CoordinatorActor`.
         features: feature names in model input order.
-        model_spec: the members' architecture (the replica rebuilds it to load weights).
+        model_spec: the members' architecture and task (the replica rebuilds it to load
+            weights; the task shapes answers, the window how rows become inputs).
         expected_members: member count to build and trace a graph for at start-up, so
             the first snapshot swap does not pay for tracing (0: build on demand).
         refresh_interval_s: how often to ask the coordinator for a newer version.
         max_body_bytes: requests with larger bodies get 413.
-        max_rows: requests with more rows get 413.
+        max_rows: requests with more rows (rows, not windows) get 413.
         impute_missing: answer rows with missing features, imputing each member's running
             mean, instead of refusing them with 400.
     """
@@ -175,6 +195,7 @@ class EnsembleServer:
     # that queue while a batch computes form the next batch by themselves.
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def _predict_batch(self, inputs: list[np.ndarray]) -> list[_Scored | None]:
+        """Score several requests' inputs (rows, or one request's windows) in one call."""
         live = self._live  # read once: the whole batch is answered by this one version
         if live is None:
             return [None for _ in inputs]
@@ -223,18 +244,23 @@ class EnsembleServer:
                 allow_missing=self._impute_missing,
                 max_body_bytes=self._max_body_bytes,
                 max_rows=self._max_rows,
+                task=self._spec.task,
+                n_classes=self._spec.n_classes,
+                window=self._spec.window,
             )
         except RequestError as error:
             return _error(error.status, error.message)
+        # The parser checked there are at least `window` rows, so there is >= 1 window.
+        inputs = windows_of(parsed.x, self._spec.window) if self._spec.is_sequence else parsed.x
         parsed_at = time.perf_counter()
         if self._live is None:
             # Only before the first snapshot: fetch it now rather than refuse the request.
             await self.refresh()
-        scored = await self._predict_batch(parsed.x)
+        scored = await self._predict_batch(inputs)
         if scored is None:
             return _error(503, "no model snapshot published yet; retry shortly")
         scored_at = time.perf_counter()
-        answer = _answer(parsed, scored)
+        answer = _answer(parsed, scored, self._spec)
         # Server-Timing (a standard header) says where a request's time went in the replica.
         timing = (
             f"parse;dur={1000 * (parsed_at - began):.3f}, "
@@ -258,17 +284,31 @@ class EnsembleServer:
         return JSONResponse(await self._coordinator.weights.remote())
 
 
-def _answer(request: PredictRequest, scored: _Scored) -> dict:
-    """The JSON answer: predictions, probabilities, and what the options asked for."""
-    probabilities = scored.mixed
-    predictions: list[int | str] = (probabilities > 0.5).astype(int).tolist()
-    answer: dict[str, Any] = {
-        "predictions": predictions,
-        "probabilities": [round(float(p), 6) for p in probabilities],
-        "weights_version": scored.live.version,
-    }
-    if request.min_confidence is not None:
-        confident = np.maximum(probabilities, 1.0 - probabilities) >= request.min_confidence
+def _answer(request: PredictRequest, scored: _Scored, spec: ModelSpec) -> dict:
+    """The JSON answer: the task's predictions, and what the options asked for."""
+    answer: dict[str, Any]
+    confidence: np.ndarray | None = None  # classification: the top class probability
+    if spec.task == "regression":
+        answer = {"predictions": [_value(v) for v in scored.mixed]}
+    elif spec.task == "multiclass":
+        confidence = scored.mixed.max(axis=1)
+        answer = {
+            "predictions": scored.mixed.argmax(axis=1).tolist(),
+            "probabilities": [_probabilities(row) for row in scored.mixed],
+            "confidence": [_probability(c) for c in confidence],
+        }
+    else:
+        confidence = np.maximum(scored.mixed, 1.0 - scored.mixed)
+        answer = {
+            "predictions": (scored.mixed > 0.5).astype(int).tolist(),
+            "probabilities": [_probability(p) for p in scored.mixed],
+        }
+    answer["weights_version"] = scored.live.version
+    if spec.is_sequence:
+        answer["window"] = spec.window  # prediction i is for rows i .. i + window - 1
+    if request.min_confidence is not None and confidence is not None:
+        confident = confidence >= request.min_confidence
+        predictions: list[int | str] = answer["predictions"]
         for i in np.flatnonzero(~confident).tolist():
             predictions[i] = "abstain"
         answer["coverage"] = round(float(confident.mean()), 6)
@@ -276,10 +316,15 @@ def _answer(request: PredictRequest, scored: _Scored) -> dict:
     if request.explain:
         ids = [str(mid) for mid in scored.live.member_ids]
         answer["weights"] = dict(
-            zip(ids, (round(float(w), 6) for w in scored.live.mixing), strict=True)
+            zip(ids, (_probability(w) for w in scored.live.mixing), strict=True)
         )
+        member_output = {
+            "binary": _probability,
+            "multiclass": _probabilities,
+            "regression": _value,
+        }[spec.task]
         answer["members"] = [
-            dict(zip(ids, (round(float(p), 6) for p in row), strict=True))
+            dict(zip(ids, (member_output(out) for out in row), strict=True))
             for row in scored.per_member
         ]
     if request.imputed:
@@ -287,6 +332,19 @@ def _answer(request: PredictRequest, scored: _Scored) -> dict:
             {"row": row, "features": names} for row, names in request.imputed.items()
         ]
     return answer
+
+
+def _probability(p: Any) -> float:
+    return round(float(p), 6)
+
+
+def _probabilities(row: np.ndarray) -> list[float]:
+    return [round(float(p), 6) for p in row]
+
+
+def _value(v: Any) -> float:
+    """A regression output at float32 precision (7 significant digits), at any scale."""
+    return float(f"{float(v):.7g}")
 
 
 def build_app(

@@ -226,9 +226,9 @@ class MemberConfig:
     eval_fraction: float = 0.05
     window: int = 2000
     publish_interval_s: float = 0.25
-    publish_every_rows: int = 2048
+    publish_every_rows: int = 8192
     best_margin: float | None = 0.03
-    best_check_every: int = 4
+    best_check_every: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -16,6 +16,11 @@ All but ``uniform`` give 0 to a member at or below chance; all share the same ha
 new members (`min_rows`), `floor` and `cap` (see `WeightingPolicy`). Build one by name
 with `make_policy`, which validates the parameters.
 
+Every policy serves the three tasks (``binary``, ``multiclass``, ``regression``). For
+regression, accuracy becomes the skill ``1 - mse / var(y)`` with chance 0 (predicting
+the window's mean), hedge's loss the normalised squared error ``mse / var(y)``, and
+``MSE_random`` is ``var(y)``.
+
 
 Example:
     >>> import numpy as np
@@ -61,15 +66,17 @@ POLICIES: dict[str, type[WeightingPolicy]] = {
 """Weighting policies by name."""
 
 _COMMON_PARAMS = ("window", "floor", "cap", "min_rows")
-_FROM_ACCURACIES = ("accuracy", "uniform")
 
 
-def make_policy(name: str, n_members: int, **params: Any) -> WeightingPolicy:
+def make_policy(
+    name: str, n_members: int, *, task: str = "binary", **params: Any
+) -> WeightingPolicy:
     """Build the weighting policy `name` for `n_members` members.
 
     Args:
         name: a key of `POLICIES`.
         n_members: number of members, >= 1.
+        task: what the members predict: ``binary``, ``multiclass`` or ``regression``.
         **params: ``window``, ``floor``, ``cap``, ``min_rows`` (see `WeightingPolicy`)
             and the policy's own (``temperature`` for softmax, ``eta`` for hedge).
 
@@ -96,11 +103,13 @@ def make_policy(name: str, n_members: int, **params: Any) -> WeightingPolicy:
             f"weighting policy {name!r} has no parameter(s) {', '.join(unknown)}; "
             f"it takes {', '.join(accepted)}"
         )
-    return policy(n_members, **params)
+    return policy(n_members, task=task, **params)
 
 
 class RecentMean:
     """Mean of per-row scores over the last `window` scored rows, and over all of them.
+
+    Per-row squared errors give the recent and cumulative MSE (their square roots RMSE).
 
     Args:
         window: how many of the most recent rows count.

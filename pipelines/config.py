@@ -131,7 +131,7 @@ class JobConfig(BaseModel):
         0.25, gt=0, description="longest time between member snapshots"
     )
     publish_every_rows: int = Field(
-        2048, ge=1, description="most rows a member learns between snapshots"
+        8192, ge=1, description="most rows a member learns between snapshots"
     )
     member_cpus: float | None = Field(
         None,

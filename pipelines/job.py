@@ -316,7 +316,6 @@ class Job:
                         "strategy",
                         "resets",
                         "best_snapshot",
-                        "recent_error",
                     )
                     if k in stats
                 },

@@ -180,10 +180,12 @@ def format_status_line(status: Mapping[str, Any]) -> str:
     """
     ensemble = _mapping(status.get("ensemble"))
     weights = " ".join(_fmt_float(m.get("weight"), 2) for m in _members(status))
+    metric, _ = _metric(ensemble)
+    short = "rmse" if metric == "error" else "acc"
     return (
         f"rows={_fmt_int(status.get('rows_seen'))} "
         f"rows/s={_fmt_int(status.get('throughput_rows_per_s'))} "
-        f"ensemble_acc={_fmt_float(ensemble.get('prequential_accuracy'), 3)} "
+        f"ensemble_{short}={_fmt_float(ensemble.get(f'prequential_{metric}'), 3)} "
         f"weights=[{weights}] "
         f"version={_fmt_int(status.get('weights_version'))} "
         f"dead_letter={_fmt_int(status.get('dead_letter'))} "
@@ -201,13 +203,14 @@ def render_status(status: Mapping[str, Any]) -> Group:
         A `rich` renderable.
     """
     ensemble = _mapping(status.get("ensemble"))
+    metric, label = _metric(ensemble)
     headline = Text.assemble(
         ("rows ", "dim"),
         (_fmt_int(status.get("rows_seen"), grouped=True), "bold"),
         ("  rows/s ", "dim"),
         (_fmt_int(status.get("throughput_rows_per_s"), grouped=True), "bold"),
-        ("  ensemble accuracy ", "dim"),
-        (_fmt_float(ensemble.get("prequential_accuracy"), 3), "bold green"),
+        (f"  ensemble {label} ", "dim"),
+        (_fmt_float(ensemble.get(f"prequential_{metric}"), 3), "bold green"),
         ("  elapsed ", "dim"),
         (_fmt_float(status.get("elapsed_s"), 1) + " s", ""),
         ("  dead-letter ", "dim"),
@@ -218,17 +221,24 @@ def render_status(status: Mapping[str, Any]) -> Group:
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("member", justify="left")
     table.add_column("rows", justify="right")
-    table.add_column("recent accuracy", justify="right")
+    table.add_column(f"recent {label}", justify="right")
     table.add_column("weight", justify="right")
     for member in _members(status):
         member_id = member.get("id")
         table.add_row(
             f"member {_MISSING if member_id is None else member_id}",
             _fmt_int(member.get("rows"), grouped=True),
-            _fmt_float(member.get("recent_accuracy"), 3),
+            _fmt_float(member.get(f"recent_{metric}"), 3),
             _fmt_float(member.get("weight"), 3),
         )
     return Group(headline, table)
+
+
+def _metric(ensemble: Mapping[str, Any]) -> tuple[str, str]:
+    """The status key suffix and its label: RMSE for regression, else accuracy."""
+    if "prequential_error" in ensemble:
+        return "error", "error (RMSE)"
+    return "accuracy", "accuracy"
 
 
 def _is_terminal(console: Console | None) -> bool:

@@ -140,9 +140,12 @@ def summarise(report: Mapping[str, Any]) -> str:
     """
     ensemble = report.get("ensemble")
     ensemble = ensemble if isinstance(ensemble, Mapping) else {}
-    weighted = _as_float(ensemble.get("prequential_accuracy"))
-    equal = _as_float(ensemble.get("equal_weight_accuracy"))
-    best = _as_float(ensemble.get("best_member_accuracy"))
+    # Regression reports an error (RMSE, lower is better) where classification reports
+    # an accuracy; gains are signed so that positive always means "the weights helped".
+    metric, sign = ("error", -1.0) if _is_regression(ensemble) else ("accuracy", 1.0)
+    weighted = _as_float(ensemble.get(f"prequential_{metric}"))
+    equal = _as_float(ensemble.get(f"equal_weight_{metric}"))
+    best = _as_float(ensemble.get(f"best_member_{metric}"))
 
     lines = [
         f"rows: {_fmt_int(report.get('rows_seen'))} seen, "
@@ -150,17 +153,19 @@ def summarise(report: Mapping[str, Any]) -> str:
         f"{_fmt_int(report.get('dead_letter'))} dead-letter",
         f"throughput: {_fmt_int(report.get('throughput_rows_per_s'))} rows/s "
         f"over {_fmt_float(report.get('elapsed_s'), 1)} s",
-        f"accuracy on {_fmt_int(ensemble.get('eval_rows'))} eval rows: "
+        f"{'error (RMSE)' if metric == 'error' else 'accuracy'} on "
+        f"{_fmt_int(ensemble.get('eval_rows'))} eval rows: "
         f"weighted ensemble {_fmt_float(weighted, 3)}, "
         f"equal-weight {_fmt_float(equal, 3)}, best member {_fmt_float(best, 3)}",
     ]
     if weighted is not None and (equal is not None or best is not None):
         gains = []
         if equal is not None:
-            gains.append(f"{weighted - equal:+.3f} vs equal-weight")
+            gains.append(f"{sign * (weighted - equal):+.3f} vs equal-weight")
         if best is not None:
-            gains.append(f"{weighted - best:+.3f} vs best member")
-        lines.append("weighted ensemble: " + ", ".join(gains))
+            gains.append(f"{sign * (weighted - best):+.3f} vs best member")
+        better = "lower error" if metric == "error" else "higher accuracy"
+        lines.append(f"weighted ensemble ({better} is +): " + ", ".join(gains))
 
     members = report.get("members")
     if isinstance(members, Sequence) and not isinstance(members, str) and members:
@@ -177,7 +182,7 @@ def summarise(report: Mapping[str, Any]) -> str:
             lines.append(
                 f"  member {member.get('id', '-')}: "
                 f"weight {_fmt_float(member.get('weight'), 3)}, "
-                f"recent accuracy {_fmt_float(member.get('recent_accuracy'), 3)}, "
+                f"recent {metric} {_fmt_float(member.get(f'recent_{metric}'), 3)}, "
                 f"{_fmt_int(member.get('rows'))} rows, partitions [{partitions_text}]"
             )
     return "\n".join(lines)
@@ -305,10 +310,12 @@ def _plot_accuracy(
 ) -> None:
     # A single point draws no line; a marker keeps it visible.
     marker = "o" if len(rows) == 1 else None
-    ensemble = _series(history, "ensemble_accuracy")
-    equal = _series(history, "equal_weight_accuracy")
+    regression = any(point.get("ensemble_error") is not None for point in history)
+    metric = "error" if regression else "accuracy"
+    ensemble = _series(history, f"ensemble_{metric}")
+    equal = _series(history, f"equal_weight_{metric}")
     for member_id in member_ids:
-        accuracy = _member_series(history, member_id, "accuracy")
+        accuracy = _member_series(history, member_id, metric)
         ax.plot(
             rows, accuracy, linewidth=0.9, alpha=0.8, marker=marker, label=f"member {member_id}"
         )
@@ -324,8 +331,8 @@ def _plot_accuracy(
     ax.plot(
         rows, ensemble, color="crimson", linewidth=2.8, marker=marker, label="weighted ensemble"
     )
-    ax.set_title("Recent accuracy")
-    ax.set_ylabel("accuracy")
+    ax.set_title("Recent error (RMSE)" if regression else "Recent accuracy")
+    ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     _legend_outside(ax)
 
@@ -358,13 +365,20 @@ def _legend_outside(ax: Axes) -> None:
 def _title(report: Mapping[str, Any]) -> str:
     ensemble = report.get("ensemble")
     ensemble = ensemble if isinstance(ensemble, Mapping) else {}
+    metric = "error" if _is_regression(ensemble) else "accuracy"
     return (
         f"Online ensemble: {_fmt_int(report.get('rows_seen'))} rows, "
-        f"{_fmt_int(report.get('throughput_rows_per_s'))} rows/s; accuracy weighted "
-        f"{_fmt_float(ensemble.get('prequential_accuracy'), 3)}, equal-weight "
-        f"{_fmt_float(ensemble.get('equal_weight_accuracy'), 3)}, best member "
-        f"{_fmt_float(ensemble.get('best_member_accuracy'), 3)}"
+        f"{_fmt_int(report.get('throughput_rows_per_s'))} rows/s; "
+        f"{'RMSE' if metric == 'error' else 'accuracy'} weighted "
+        f"{_fmt_float(ensemble.get(f'prequential_{metric}'), 3)}, equal-weight "
+        f"{_fmt_float(ensemble.get(f'equal_weight_{metric}'), 3)}, best member "
+        f"{_fmt_float(ensemble.get(f'best_member_{metric}'), 3)}"
     )
+
+
+def _is_regression(ensemble: Mapping[str, Any]) -> bool:
+    """Regression summaries carry errors (RMSE) instead of accuracies."""
+    return "prequential_error" in ensemble
 
 
 def _member_ids(history: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -101,8 +101,10 @@ class StreamSchema:
                 offsets=np.empty((0,), np.int64),
                 dead_letters=[DeadLetter(partition, int(o), reason) for o in offsets],
             )
+        # Reasons are kept only for bad rows (first reason wins): a clean batch, the
+        # common case, never walks its rows in Python.
         columns = []
-        reasons: list[str | None] = [None] * n
+        reasons: dict[int, str] = {}
         for name in (*self.features, self.label):
             column = batch.column(name)
             values = _to_float(column)
@@ -110,20 +112,27 @@ class StreamSchema:
                 reason = f"column {name!r} has type {column.type}, expected a number"
                 values = np.full(n, np.nan, np.float32)
                 for i in range(n):
-                    reasons[i] = reasons[i] or reason
+                    reasons.setdefault(i, reason)
             else:
                 bad = ~np.isfinite(values)
                 if bad.any():
                     nulls = column.is_null().to_numpy(zero_copy_only=False)
                     for i in np.flatnonzero(bad).tolist():
                         kind = "null" if nulls[i] else "non-finite"
-                        reasons[i] = reasons[i] or f"{kind} value in column {name!r}"
+                        reasons.setdefault(i, f"{kind} value in column {name!r}")
             columns.append(values)
         matrix = np.stack(columns, axis=1)
-        good = np.array([r is None for r in reasons], dtype=bool)
+        if not reasons:
+            return ValidatedBatch(
+                x=np.ascontiguousarray(matrix[:, :-1]),
+                y=np.ascontiguousarray(matrix[:, -1]),
+                offsets=offsets,
+            )
+        good = np.ones(n, dtype=bool)
+        good[list(reasons)] = False
         dead = [
-            DeadLetter(partition, int(offsets[i]), str(reasons[i]), _row_repr(batch, i))
-            for i in np.flatnonzero(~good).tolist()
+            DeadLetter(partition, int(offsets[i]), reasons[i], _row_repr(batch, i))
+            for i in sorted(reasons)
         ]
         return ValidatedBatch(
             x=np.ascontiguousarray(matrix[good, :-1]),
@@ -141,6 +150,9 @@ def _to_float(column: pa.Array) -> np.ndarray | None:
         or pa.types.is_boolean(column.type)
     ):
         return None
+    if column.type == pa.float32() and column.null_count == 0:
+        # The common case needs no cast and no copy (a few µs instead of tens per column).
+        return column.to_numpy(zero_copy_only=True)
     # safe=False: integers beyond 2**24 round to the nearest float32 instead of raising.
     as_float = pc.cast(column, pa.float32(), safe=False)
     # zero_copy_only=False: nulls must become NaN, which needs a copy when present.

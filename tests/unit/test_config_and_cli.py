@@ -110,5 +110,5 @@ def test_model_task_and_strategy_settings_reach_the_member_config(tmp_path):
 
 
 def test_unknown_strategy_options_name_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown strategy option.*replay_size"):
+    with pytest.raises(ConfigError, match=r"unknown strategy option.*replay_size"):
         JobConfig.build(strategy_options={"replay_sise": 10})

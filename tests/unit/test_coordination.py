@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 
 from actors.coordination import CoordinatorCore
+from actors.errors import ConfigError
+from actors.weighting import POLICIES
+from pipelines.report import REQUIRED_ENSEMBLE_KEYS, REQUIRED_MEMBER_KEYS
 
 
 def _core(**kwargs):
@@ -112,3 +115,158 @@ def test_shadow_policies_score_the_same_rows():
     assert by_policy["hedge"] == core.summary()["ensemble"]["prequential_accuracy"]
     assert by_policy["uniform"] == core.summary()["ensemble"]["equal_weight_accuracy"]
     assert by_policy["awe"] > 0.95
+
+
+# --- multiclass and regression ---------------------------------------------------------------
+
+
+def _snapshots(core, members=(0, 1, 2)):
+    for mid in members:
+        core.mark_snapshot(mid)
+    return core
+
+
+def _class_probabilities(labels, accuracy, rng, classes=4, confidence=0.7):
+    """(n, classes) probabilities whose argmax is right with chance `accuracy`."""
+    n = labels.size
+    right = rng.random(n) < accuracy
+    chosen = np.where(right, labels, (labels + rng.integers(1, classes, n)) % classes)
+    probabilities = np.full((n, classes), (1 - confidence) / (classes - 1))
+    probabilities[np.arange(n), chosen.astype(int)] = confidence
+    return probabilities
+
+
+def test_multiclass_scores_by_argmax_and_weighs_the_better_member_more():
+    rng = np.random.default_rng(3)
+    core = _snapshots(_core(task="multiclass"))
+    hits = np.zeros(3)
+    for _ in range(20):
+        labels = rng.integers(0, 4, 50).astype(np.float32)
+        outputs = np.stack(
+            [_class_probabilities(labels, a, rng) for a in (0.9, 0.6, 0.25)], axis=1
+        ).astype(np.float32)
+        hits += (outputs.argmax(axis=2) == labels[:, None]).sum(axis=0)
+        core.record_scores(outputs, labels)
+    weights = core.mixing_weights()
+    assert weights[0] > weights[1] > weights[2] >= 0.0
+    summary = core.summary()
+    assert [m["eval_accuracy"] for m in summary["members"]] == pytest.approx(hits / 1000)
+    assert summary["members"][0]["recent_accuracy"] > 0.85
+    assert summary["ensemble"]["prequential_accuracy"] > 0.85
+    assert summary["ensemble"]["chance"] == core.chance() < 0.35
+    assert set(summary["policy"]["accuracy_by_policy"]) == set(POLICIES)
+    assert "recent_error" not in summary["members"][0]
+
+
+def test_multiclass_ensemble_argmaxes_the_weighted_mean_of_probabilities():
+    core = _snapshots(_core(task="multiclass"), (0, 1))
+    # Equal weights (too few rows for scores): mean [0.3, 0.425, 0.275] -> class 1,
+    # though member 0 says class 0 and member 1 class 2.
+    outputs = np.array([[[0.6, 0.4, 0.0], [0.0, 0.45, 0.55], [1.0, 0.0, 0.0]]])
+    core.record_scores(outputs, np.array([1.0]))
+    summary = core.summary()
+    assert summary["ensemble"]["prequential_accuracy"] == 1.0
+    assert summary["ensemble"]["equal_weight_accuracy"] == 1.0
+    assert [m["recent_accuracy"] for m in summary["members"]] == [0.0, 0.0, None]
+
+
+def test_multiclass_chance_is_the_majority_share():
+    core = _core(task="multiclass")
+    assert core.chance() is None
+    core.mark_snapshot(0)
+    core.record_scores(np.full((4, 3, 3), 1 / 3), np.array([2, 0, 2, 1]))
+    assert core.chance() == 0.5
+
+
+def _regression_batch(rng, noise=(0.1, 0.5, 3.0)):
+    targets = rng.normal(2.0, 1.0, 50)
+    predictions = targets[:, None] + rng.normal(size=(50, 3)) * np.array(noise)
+    return predictions.astype(np.float32), targets
+
+
+def test_regression_weights_lower_error_and_reports_rmse_and_skill():
+    rng = np.random.default_rng(4)
+    core = _snapshots(_core(task="regression", policy="awe"))
+    squared, targets = [], []
+    for _ in range(20):
+        predictions, y = _regression_batch(rng)
+        squared.append(np.square(predictions - y[:, None]))
+        targets.append(y)
+        core.record_scores(predictions, y)
+    core.record_stats(0, {"recent_error": 0.12, "recent_accuracy": None})
+    weights = core.mixing_weights()
+    assert weights[0] > weights[1] > weights[2] == 0.0  # noise 3 is worse than the mean
+    summary = core.summary()
+    recent = np.concatenate(squared)[-500:]
+    variance = float(np.var(np.concatenate(targets)[-500:]))
+    for member, mse in zip(summary["members"], recent.mean(axis=0), strict=True):
+        assert member["recent_accuracy"] is None and member["eval_accuracy"] is None
+        assert member["recent_error"] == pytest.approx(np.sqrt(mse))
+        assert member["recent_skill"] == pytest.approx(1 - mse / variance)
+        assert member["eval_error"] == pytest.approx(
+            np.sqrt(np.concatenate(squared).mean(axis=0)[member["id"]])
+        )
+    assert summary["members"][0]["own_recent_error"] == 0.12
+    ensemble = summary["ensemble"]
+    assert ensemble["prequential_accuracy"] is ensemble["recent_accuracy"] is None
+    assert ensemble["best_member_accuracy"] is ensemble["equal_weight_accuracy"] is None
+    assert ensemble["chance"] == 0.0 and ensemble["eval_rows"] == 1000
+    assert ensemble["best_member_error"] == pytest.approx(summary["members"][0]["eval_error"])
+    assert ensemble["prequential_error"] < ensemble["equal_weight_error"]
+    # AWE is soft here (gains var - mse: about 0.99 and 0.75): between the two members.
+    members = summary["members"]
+    assert members[0]["recent_error"] < ensemble["recent_error"] < members[1]["recent_error"]
+    assert summary["policy"]["score"] == "mse"
+    by_policy = summary["policy"]["error_by_policy"]
+    assert set(by_policy) == set(POLICIES) and "accuracy_by_policy" not in summary["policy"]
+    assert by_policy["awe"] == ensemble["prequential_error"]
+    assert by_policy["uniform"] == ensemble["equal_weight_error"]
+
+
+def test_regression_history_carries_errors():
+    rng = np.random.default_rng(5)
+    core = _snapshots(_core(task="regression"))
+    core.record_scores(*_regression_batch(rng))
+    point = core.record_history(1.0)
+    assert point["ensemble_accuracy"] is None and point["ensemble_error"] > 0.0
+    assert point["equal_weight_error"] > 0.0
+    assert point["members"]["0"]["accuracy"] is None and point["members"]["0"]["error"] > 0.0
+    assert core.summary()["policy"]["score"] == "skill"
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_summary_has_the_keys_the_report_requires(task):
+    core = _snapshots(_core(task=task))
+    shape = (3, 3, 2) if task == "multiclass" else (3, 3)
+    core.record_scores(np.full(shape, 0.5), np.array([0.0, 1.0, 1.0]))
+    summary = core.summary()
+    assert set(REQUIRED_ENSEMBLE_KEYS) <= set(summary["ensemble"])
+    for member in summary["members"]:
+        assert set(REQUIRED_MEMBER_KEYS) <= set(member)
+
+
+@pytest.mark.parametrize(
+    ("task", "shape", "words"),
+    [
+        ("binary", (4, 2), r"shape \(4, 3\), got \(4, 2\)"),
+        ("multiclass", (4, 3), r"shape \(4, 3, classes\), got \(4, 3\)"),
+        ("regression", (4, 3, 1), r"shape \(4, 3\), got \(4, 3, 1\)"),
+        ("binary", (5, 3), r"4 labels .* got \(5, 3\)"),
+    ],
+)
+def test_record_scores_checks_the_task_shape(task, shape, words):
+    core = _snapshots(_core(task=task))
+    with pytest.raises(ValueError, match=words):
+        core.record_scores(np.zeros(shape), np.zeros(4))
+
+
+def test_bad_multiclass_labels_are_rejected_before_anything_is_recorded():
+    core = _snapshots(_core(task="multiclass"))
+    with pytest.raises(ValueError, match="class indices"):
+        core.record_scores(np.full((2, 3, 3), 1 / 3), np.array([0.0, 3.0]))
+    assert all(core.members[mid].shared.total_rows == 0 for mid in core.member_ids)
+
+
+def test_unknown_task_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"task \('ordinal'\)"):
+        _core(task="ordinal")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from pipelines.progress import ProgressDisplay, format_status_line
+from pipelines.progress import ProgressDisplay, format_status_line, render_status
 
 LOGGER = "pipelines.progress"
 
@@ -194,3 +194,16 @@ def test_interactive_is_decided_by_the_console_when_not_given() -> None:
 def test_bad_interval_is_rejected(interval_s: float) -> None:
     with pytest.raises(ValueError, match="interval_s must be a number of seconds >= 0"):
         ProgressDisplay(interval_s=interval_s)
+
+
+def test_regression_status_shows_errors_not_accuracies():
+    status = {
+        "rows_seen": 5000,
+        "ensemble": {"prequential_accuracy": None, "prequential_error": 0.0612},
+        "members": [{"id": 0, "rows": 2500, "recent_accuracy": None, "recent_error": 0.07}],
+    }
+    assert "ensemble_rmse=0.061" in format_status_line(status)
+    console = Console(width=120, record=True)
+    console.print(render_status(status))
+    text = console.export_text()
+    assert "ensemble error (RMSE) 0.061" in text and "0.070" in text

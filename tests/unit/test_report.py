@@ -235,3 +235,49 @@ def test_summarise_shows_dashes_for_missing_figures() -> None:
     assert "rows: 10 seen, - trained, - dead-letter" in text
     assert "weighted ensemble -, equal-weight -, best member -" in text
     assert "members:" not in text
+
+
+def test_a_regression_report_summarises_and_plots_errors(tmp_path):
+    report = {
+        "rows_seen": 1000,
+        "rows_trained": 990,
+        "dead_letter": 0,
+        "elapsed_s": 2.0,
+        "throughput_rows_per_s": 495.0,
+        "weights_version": 3,
+        "members": [
+            {
+                "id": 0,
+                "partitions": [0],
+                "rows": 990,
+                "recent_accuracy": None,
+                "recent_error": 0.2,
+                "weight": 1.0,
+            }
+        ],
+        "ensemble": {
+            "prequential_accuracy": None,
+            "equal_weight_accuracy": None,
+            "best_member_accuracy": None,
+            "prequential_error": 0.20,
+            "equal_weight_error": 0.25,
+            "best_member_error": 0.22,
+            "eval_rows": 50,
+        },
+    }
+    text = summarise(report)
+    assert "error (RMSE) on 50 eval rows: weighted ensemble 0.200" in text
+    assert "+0.050 vs equal-weight" in text  # lower error counts as a gain
+    assert "recent error 0.200" in text
+    history = [
+        {
+            "rows": r,
+            "ensemble_accuracy": None,
+            "ensemble_error": 0.3 - r / 10_000,
+            "equal_weight_error": 0.3,
+            "members": {"0": {"error": 0.3, "weight": 1.0}},
+        }
+        for r in (100, 500, 1000)
+    ]
+    paths = write_report(report, history, tmp_path)
+    assert paths.plot_path.stat().st_size > 0

@@ -123,3 +123,48 @@ def test_too_many_rows_is_413():
             _arrow({"a": [1.0] * 3, "b": [1.0] * 3}), ARROW_STREAM, FEATURES, max_rows=2
         )
     assert caught.value.status == 413
+
+
+def test_a_sequence_model_needs_at_least_a_window_of_rows():
+    rows = _body({"rows": [{"a": i, "b": 0} for i in range(4)]})
+    parsed = parse_predict_request(rows, JSON, FEATURES, window=4)
+    assert parsed.x.shape == (4, 2)  # rows stay rows: the deployment builds the windows
+    for body, content_type in (
+        (_body({"rows": [{"a": 1, "b": 2}] * 3}), JSON),
+        (_arrow({"a": [1.0] * 3, "b": [2.0] * 3}), ARROW_STREAM),
+    ):
+        with pytest.raises(RequestError, match=r"send at least 4 rows.*\(got 3\)") as caught:
+            parse_predict_request(body, content_type, FEATURES, window=4)
+        assert caught.value.status == 400
+
+
+def test_row_limits_count_rows_not_windows():
+    body = _body({"rows": [{"a": 1, "b": 1}] * 6})
+    assert parse_predict_request(body, JSON, FEATURES, window=5, max_rows=6).x.shape == (6, 2)
+    with pytest.raises(RequestError) as caught:
+        parse_predict_request(body, JSON, FEATURES, window=5, max_rows=5)
+    assert caught.value.status == 413
+
+
+def test_min_confidence_ranges_over_the_task_classes():
+    row = {"rows": [{"a": 1, "b": 2}]}
+    three = {"task": "multiclass", "n_classes": 3}
+    parsed = parse_predict_request(_body({**row, "min_confidence": 0.4}), JSON, FEATURES, **three)
+    assert parsed.min_confidence == 0.4
+    with pytest.raises(RequestError, match=r"in \[0.3333, 1\], got 0.3"):
+        parse_predict_request(_body({**row, "min_confidence": 0.3}), JSON, FEATURES, **three)
+    with pytest.raises(RequestError, match=r"in \[0.5, 1\], got 0.4"):
+        parse_predict_request(_body({**row, "min_confidence": 0.4}), JSON, FEATURES)
+
+
+def test_min_confidence_is_refused_for_regression():
+    row = {"rows": [{"a": 1, "b": 2}]}
+    plain = parse_predict_request(_body(row), JSON, FEATURES, task="regression")
+    assert plain.min_confidence is None
+    for body, query in (
+        (_body({**row, "min_confidence": 0.8}), None),
+        (_body(row), {"min_confidence": "0.8"}),
+    ):
+        with pytest.raises(RequestError, match="applies to classification tasks") as caught:
+            parse_predict_request(body, JSON, FEATURES, query=query, task="regression")
+        assert caught.value.status == 400
