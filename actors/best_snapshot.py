@@ -17,9 +17,9 @@ where lower is better and the margin is relative (0.03: 3% more error).
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
+
+from actors.weighting import RecentMean
 
 __all__ = ["BestSnapshotGuard"]
 
@@ -42,8 +42,8 @@ class BestSnapshotGuard:
         self.margin = float(margin)
         self.regression = regression
         self.min_rows = int(min_rows)
-        self._current: deque[float] = deque(maxlen=window)
-        self._best: deque[float] = deque(maxlen=window)
+        self._current = RecentMean(window)
+        self._best = RecentMean(window)
         self.best_weights: list[np.ndarray] | None = None
         self.best_quality: float | None = None  # recent quality when the best was taken
         self.serving_best = False
@@ -51,12 +51,12 @@ class BestSnapshotGuard:
 
     def observe(self, current_scores: np.ndarray, best_scores: np.ndarray) -> None:
         """Per-row scores of the current network and of the best snapshot on the same rows."""
-        self._current.extend(np.asarray(current_scores, np.float64).tolist())
-        self._best.extend(np.asarray(best_scores, np.float64).tolist())
+        self._current.add(current_scores)
+        self._best.add(best_scores)
         self._decide()
 
-    def _mean(self, values: deque[float]) -> float | None:
-        return float(np.mean(values)) if len(values) >= self.min_rows else None
+    def _mean(self, values: RecentMean) -> float | None:
+        return values.value() if values.rows >= self.min_rows else None
 
     def _better(self, a: float, b: float, by: float) -> bool:
         """Whether quality `a` beats `b` by more than `by`."""

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -119,23 +118,41 @@ class RecentMean:
         if window < 1:
             raise ConfigError(f"accuracy window must be >= 1 row, got {window}")
         self.window = int(window)
-        self._values: deque[float] = deque(maxlen=self.window)
+        # A NumPy ring buffer, not a deque of Python floats: a member adds a batch per
+        # training step, and converting each batch to a list cost ~60 µs per 256 rows.
+        self._values = np.zeros(self.window, np.float64)
+        self._next = 0
+        self._held = 0
         self.total_rows = 0
         self.total = 0.0
 
     def add(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64).reshape(-1)
-        self._values.extend(values.tolist())
         self.total_rows += int(values.size)
         self.total += float(values.sum())
+        kept = values[-self.window :]
+        n = kept.size
+        end = self._next + n
+        if end <= self.window:
+            self._values[self._next : end] = kept
+        else:
+            split = self.window - self._next
+            self._values[self._next :] = kept[:split]
+            self._values[: n - split] = kept[split:]
+        self._next = end % self.window
+        self._held = min(self.window, self._held + n)
+
+    def clear(self) -> None:
+        """Forget the recent rows (the cumulative figures stay)."""
+        self._next = self._held = 0
 
     @property
     def rows(self) -> int:
-        return len(self._values)
+        return self._held
 
     def value(self) -> float | None:
         """Recent mean, or None before any row was scored."""
-        return float(np.mean(self._values)) if self._values else None
+        return float(self._values[: self._held].mean()) if self._held else None
 
     def cumulative(self) -> float | None:
         """Mean over every row ever scored."""

@@ -101,33 +101,37 @@ class StreamSchema:
                 offsets=np.empty((0,), np.int64),
                 dead_letters=[DeadLetter(partition, int(o), reason) for o in offsets],
             )
-        # Reasons are kept only for bad rows (first reason wins): a clean batch, the
-        # common case, never walks its rows in Python.
-        columns = []
+        wanted = (*self.features, self.label)
+        columns = [batch.column(name) for name in wanted]
+        values = [_to_float(column) for column in columns]
+        numeric = [v for v in values if v is not None]
+        if len(numeric) == len(values):
+            matrix = np.stack(numeric, axis=1)
+            # One vectorised check for the common, clean batch: no row walked in Python.
+            if np.isfinite(matrix).all():
+                return ValidatedBatch(
+                    x=np.ascontiguousarray(matrix[:, :-1]),
+                    y=np.ascontiguousarray(matrix[:, -1]),
+                    offsets=offsets,
+                )
+        # Something is wrong: find each bad row's first reason, column by column.
         reasons: dict[int, str] = {}
-        for name in (*self.features, self.label):
-            column = batch.column(name)
-            values = _to_float(column)
-            if values is None:
+        filled = []
+        for name, column, column_values in zip(wanted, columns, values, strict=True):
+            if column_values is None:
                 reason = f"column {name!r} has type {column.type}, expected a number"
-                values = np.full(n, np.nan, np.float32)
+                filled.append(np.full(n, np.nan, np.float32))
                 for i in range(n):
                     reasons.setdefault(i, reason)
-            else:
-                bad = ~np.isfinite(values)
-                if bad.any():
-                    nulls = column.is_null().to_numpy(zero_copy_only=False)
-                    for i in np.flatnonzero(bad).tolist():
-                        kind = "null" if nulls[i] else "non-finite"
-                        reasons.setdefault(i, f"{kind} value in column {name!r}")
-            columns.append(values)
-        matrix = np.stack(columns, axis=1)
-        if not reasons:
-            return ValidatedBatch(
-                x=np.ascontiguousarray(matrix[:, :-1]),
-                y=np.ascontiguousarray(matrix[:, -1]),
-                offsets=offsets,
-            )
+                continue
+            filled.append(column_values)
+            bad = ~np.isfinite(column_values)
+            if bad.any():
+                nulls = column.is_null().to_numpy(zero_copy_only=False)
+                for i in np.flatnonzero(bad).tolist():
+                    kind = "null" if nulls[i] else "non-finite"
+                    reasons.setdefault(i, f"{kind} value in column {name!r}")
+        matrix = np.stack(filled, axis=1)
         good = np.ones(n, dtype=bool)
         good[list(reasons)] = False
         dead = [
