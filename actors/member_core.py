@@ -227,9 +227,11 @@ def _bad_labels(y: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray | None, str]
     """Rows whose label the task cannot learn from, and why (None: all fine)."""
     if spec.task == "regression":
         return None, ""  # finite numbers: the schema already checked
-    classes = 2 if spec.task == "binary" else spec.n_classes
-    bad = (y != np.round(y)) | (y < 0) | (y >= classes)
+    if spec.task == "binary":
+        bad = (y != 0.0) & (y != 1.0)  # two comparisons: this runs on every batch
+    else:
+        bad = (y != np.round(y)) | (y < 0) | (y >= spec.n_classes)
     if not bad.any():
         return None, ""
-    expected = "0 or 1" if spec.task == "binary" else f"an integer in [0, {classes - 1}]"
+    expected = "0 or 1" if spec.task == "binary" else f"an integer in [0, {spec.n_classes - 1}]"
     return bad, f"label is not a class of this {spec.task} task (expected {expected})"

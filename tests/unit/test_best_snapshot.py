@@ -1,13 +1,12 @@
 """Best-snapshot serving: the guard's rules, then a real member whose accuracy dips."""
 
 import numpy as np
-import pyarrow as pa
 
 from actors.best_snapshot import BestSnapshotGuard
 from actors.member_core import MemberCore
 from actors.specs import MemberConfig, ModelSpec
 from pipelines.schema import StreamSchema
-from pipelines.sources.base import SourceBatch
+from tests.helpers import ArrayReader
 
 
 def _hits(rate: float, n: int = 100) -> np.ndarray:
@@ -51,37 +50,6 @@ def test_regression_compares_relative_error():
     assert guard.serving_best
 
 
-class _ArrayReader:
-    """A partition over in-memory arrays (the PartitionReader protocol)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray):
-        self.partition = 0
-        self._x, self._y, self._at = x, y, 0
-
-    @property
-    def position(self) -> int:
-        return self._at
-
-    def read_batch(self, max_rows: int) -> SourceBatch | None:
-        if self._at >= len(self._y):
-            return None
-        end = min(self._at + max_rows, len(self._y))
-        columns = {f"x{i}": self._x[self._at : end, i] for i in range(self._x.shape[1])}
-        batch = pa.RecordBatch.from_pydict({**columns, "label": self._y[self._at : end]})
-        read = SourceBatch(0, self._at, batch)
-        self._at = end
-        return read
-
-    def high_watermark(self) -> int:
-        return len(self._y)
-
-    def commit(self, offset: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_member_whose_accuracy_dips_is_served_from_its_best_snapshot():
     """Clean rows, then a burst of random labels that damages the network, then clean rows.
 
@@ -103,7 +71,7 @@ def test_a_member_whose_accuracy_dips_is_served_from_its_best_snapshot():
         best_check_every=1,
     )
     schema = StreamSchema(tuple(f"x{i}" for i in range(5)))
-    core = MemberCore(0, [_ArrayReader(x, y)], schema, config)
+    core = MemberCore(0, [ArrayReader(x, y)], schema, config)
     served: list[tuple[int, str, bool]] = []
     best_ids: dict[int, int] = {}  # rows -> identity of the best snapshot held then
     while core.step() is not None:
