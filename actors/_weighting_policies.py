@@ -405,15 +405,9 @@ class SoftmaxPolicy(WeightingPolicy):
         n_members: int,
         *,
         temperature: float = 0.05,
-        window: int = 2000,
-        floor: float = 0.0,
-        cap: float = 1.0,
-        min_rows: int = 50,
-        task: str = "binary",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            n_members, window=window, floor=floor, cap=cap, min_rows=min_rows, task=task
-        )
+        super().__init__(n_members, **common)
         self.temperature = _positive("temperature", temperature, "lower is sharper")
 
     def _log_gains(
@@ -460,15 +454,9 @@ class HedgePolicy(WeightingPolicy):
         n_members: int,
         *,
         eta: float = 2.0,
-        window: int = 2000,
-        floor: float = 0.0,
-        cap: float = 1.0,
-        min_rows: int = 50,
-        task: str = "binary",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            n_members, window=window, floor=floor, cap=cap, min_rows=min_rows, task=task
-        )
+        super().__init__(n_members, **common)
         self.eta = _positive("eta", eta, "higher is sharper")
 
     def _log_gains(

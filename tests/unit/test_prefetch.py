@@ -87,7 +87,7 @@ def wait_until(condition, timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
+        time.sleep(0.005)  # polls a condition under a deadline: nothing to wait on directly
 
 
 def test_is_a_partition_reader():
@@ -220,6 +220,8 @@ def test_a_caller_blocked_in_read_batch_is_released_by_close():
 
     caller = threading.Thread(target=read)
     caller.start()
+    # The caller blocks inside read_batch on a queue the test cannot observe; a short
+    # pause lets it get there (if it has not, close() must still end it: same assertion).
     time.sleep(0.05)
     reader.close_timeout_s = 0.1
     reader.close()
