@@ -13,6 +13,8 @@ label a class index); a bad one is a dead letter like any malformed record.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tensorflow as tf
 
@@ -26,6 +28,16 @@ from pipelines.schema import DeadLetter, StreamSchema
 from pipelines.sources.base import PartitionReader
 
 __all__ = ["MemberCore"]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One batch made ready to learn: inputs (rows or windows), labels, what was rejected."""
+
+    x: np.ndarray
+    y: np.ndarray
+    dead: list[DeadLetter]
+    rows_read: int
 
 
 class MemberCore:
@@ -100,6 +112,11 @@ class MemberCore:
             The dead letters of that batch (often empty), or None when every partition
             is exhausted.
         """
+        prepared = self._prepare_next()
+        return None if prepared is None else self._train(prepared)
+
+    def _prepare_next(self) -> _Prepared | None:
+        """Read the next partition with data and make its rows ready to learn."""
         while not self.done:
             reader = self.readers[self._next % len(self.readers)]
             self._next += 1
@@ -109,12 +126,12 @@ class MemberCore:
             if read is None:
                 self._exhausted.add(reader.partition)
                 continue
-            return self._learn(read.batch, reader.partition, read.first_offset)
+            return self._prepare(read.batch, reader.partition, read.first_offset)
         return None
 
-    def _learn(self, batch, partition: int, first_offset: int) -> list[DeadLetter]:
+    def _prepare(self, batch, partition: int, first_offset: int) -> _Prepared:
+        """Validate a batch, dead-letter bad rows and labels, and window it if needed."""
         validated = self.schema.validate(batch, partition=partition, first_offset=first_offset)
-        self.rows_seen += batch.num_rows
         dead = validated.dead_letters
         x, y = validated.x, validated.y
         bad, reason = _bad_labels(y, self.config.model)
@@ -126,9 +143,15 @@ class MemberCore:
                 )
             ]
             x, y = x[~bad], y[~bad]
-        self.dead_letter += len(dead)
         if partition in self._windows:
             x, y = self._windows[partition].push(x, y)
+        return _Prepared(x, y, dead, batch.num_rows)
+
+    def _train(self, prepared: _Prepared) -> list[DeadLetter]:
+        """Sample for the shared evaluation, then test-then-train; returns the dead letters."""
+        x, y, dead = prepared.x, prepared.y, prepared.dead
+        self.rows_seen += prepared.rows_read
+        self.dead_letter += len(dead)
         if len(y):
             if self.config.eval_fraction > 0:
                 picked = self._rng.random(len(y)) < self.config.eval_fraction
