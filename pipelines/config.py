@@ -133,6 +133,9 @@ class JobConfig(BaseModel):
     publish_every_rows: int = Field(
         8192, ge=1, description="most rows a member learns between snapshots"
     )
+    history_interval_s: float = Field(
+        0.2, gt=0, description="how often the coordinator records a history point (report, plot)"
+    )
     member_cpus: float | None = Field(
         None,
         gt=0,

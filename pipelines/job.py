@@ -124,6 +124,7 @@ class Job:
             floor=cfg.weight_floor,
             cap=cfg.weight_cap,
             policy_params=cfg.policy_params(),
+            history_interval_s=cfg.history_interval_s,
         )
         cfg.report.mkdir(parents=True, exist_ok=True)
         member_config = cfg.member_config()

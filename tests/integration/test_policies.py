@@ -21,11 +21,20 @@ from tests.integration.test_end_to_end import ROWS, run_job
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STREAM = "synthetic://hyperplane?noise=0.02,0.02,0.02,0.5&drift_at=none,none,0.3,none"
+# Partition 2 switches at 30% of its rows, about 30% of all rows (members progress at
+# similar rates, not equal ones: one may be a few percent ahead). "Before" starts once
+# members have ~15k rows each: earlier, one member is often a few points ahead of the
+# others while all are still learning, and hedge (sharp by design) gives it most of
+# the weight, which says nothing about the member that will drift.
+BEFORE = (0.15, 0.27)
 
 
 @pytest.fixture(scope="module")
 def hedge_run(ray_local, tmp_path_factory):
-    job, report, _ = run_job(tmp_path_factory.mktemp("hedge"), STREAM, policy="hedge")
+    # A dense history (every 50 ms) so that each window below holds enough points.
+    job, report, _ = run_job(
+        tmp_path_factory.mktemp("hedge"), STREAM, policy="hedge", history_interval_s=0.05
+    )
     job.shutdown()
     by_policy = report["policy"]["accuracy_by_policy"]
     print("prequential accuracy by policy:", {k: round(v, 4) for k, v in by_policy.items()})
@@ -34,16 +43,20 @@ def hedge_run(ray_local, tmp_path_factory):
         "median weights: noise member (10-90%)",
         round(_median_weight(job.history, member_of[3], 0.1, 0.9), 4),
         "drifted member before/after its switch",
-        round(_median_weight(job.history, member_of[2], 0.1, 0.28), 4),
+        round(_median_weight(job.history, member_of[2], *BEFORE), 4),
         round(_median_weight(job.history, member_of[2], 0.4, 0.85), 4),
     )
     return report, job.history, member_of
 
 
 def _median_weight(history, member: str, start: float, stop: float) -> float:
+    return _median(history, member, start, stop, "weight")
+
+
+def _median(history, member: str, start: float, stop: float, key: str) -> float:
     points = [p for p in history if start * ROWS <= p["rows"] <= stop * ROWS]
     assert len(points) >= 5, f"only {len(points)} history points between {start} and {stop}"
-    return float(np.median([p["members"][member]["weight"] for p in points]))
+    return float(np.median([p["members"][member][key] for p in points]))
 
 
 def test_every_policy_is_scored_on_the_same_rows(hedge_run):
@@ -61,10 +74,16 @@ def test_hedge_turns_the_noise_member_down(hedge_run):
 
 def test_hedge_turns_the_drifted_member_down_after_its_switch(hedge_run):
     _, history, member_of = hedge_run
-    # Partition 2 switches at 30% of its rows, about 30% of all rows (equal partitions).
-    before = _median_weight(history, member_of[2], 0.1, 0.28)
-    after = _median_weight(history, member_of[2], 0.4, 0.85)
-    # One of three good members before the switch: not turned down, though hedge is sharp
-    # enough that small loss differences swing it (CI medians seen: 0.12 to 0.37).
-    assert before > 0.05, before
-    assert after < 0.1 and after < before / 3, (before, after)
+    drifted, good = member_of[2], (member_of[0], member_of[1])
+    # Before its switch the drifted member is one of three good members on the shared
+    # sample. Its *weight* there is not asserted: hedge is sharp by design, and among
+    # near-equal members it may give one of them most of the weight for a while (medians
+    # seen across runs: 0.01 to 0.49), so a weight floor would test luck, not the policy.
+    accuracy_before = _median(history, drifted, *BEFORE, "accuracy")
+    best_good_before = max(_median(history, m, *BEFORE, "accuracy") for m in good)
+    assert accuracy_before > best_good_before - 0.03, (accuracy_before, best_good_before)
+    # After it, its shared-sample accuracy falls and hedge turns it down: well under the
+    # third a good member would share.
+    accuracy_after = _median(history, drifted, 0.4, 0.85, "accuracy")
+    assert accuracy_after < accuracy_before - 0.1, (accuracy_before, accuracy_after)
+    assert _median_weight(history, drifted, 0.4, 0.85) < 0.05
