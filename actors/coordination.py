@@ -29,7 +29,7 @@ import numpy as np
 
 from actors.errors import ConfigError
 from actors.specs import TASKS
-from actors.weighting import POLICIES, RecentAccuracy, RecentMean, make_policy
+from actors.weighting import POLICIES, RecentAccuracy, RecentMean, make_policy, row_scores
 
 __all__ = ["CoordinatorCore", "MemberRecord"]
 
@@ -167,12 +167,12 @@ class CoordinatorCore:
         scored[eligible] = True
         self.policy.observe(outputs, labels, scored)  # first: it checks the labels
         for i in eligible:
-            self.members[ids[i]].shared.add(self._row_scores(outputs[:, i], labels))
+            self.members[ids[i]].shared.add(row_scores(self.task, outputs[:, i], labels))
         for shadow, figure in self.shadows.values():
-            figure.add(self._row_scores(_mix(outputs, shadow.weights(scored)), labels))
+            figure.add(row_scores(self.task, _mix(outputs, shadow.weights(scored)), labels))
             shadow.observe(outputs, labels, scored)
-        self.ensemble.add(self._row_scores(_mix(outputs, weights), labels))
-        self.equal_weight.add(self._row_scores(outputs[:, eligible].mean(axis=1), labels))
+        self.ensemble.add(row_scores(self.task, _mix(outputs, weights), labels))
+        self.equal_weight.add(row_scores(self.task, outputs[:, eligible].mean(axis=1), labels))
         self._labels.extend(labels.tolist())
 
     def chance(self) -> float | None:
@@ -338,17 +338,6 @@ class CoordinatorCore:
         """Accuracy, or RMSE for regression, over every row the tracker has seen."""
         total = tracker.cumulative()
         return _rmse(total) if self.regression else total
-
-    def _row_scores(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Per row: whether `predictions` ((n,), or multiclass (n, classes)) hit the
-        label, or for regression the squared error (inf for a non-finite prediction)."""
-        if self.regression:
-            with np.errstate(over="ignore"):
-                squared = np.square(predictions - labels)
-            return np.where(np.isnan(squared), np.inf, squared)
-        if self.task == "multiclass":
-            return predictions.argmax(axis=-1) == labels
-        return (predictions > 0.5) == (labels > 0.5)
 
 
 def _mix(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:

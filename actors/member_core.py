@@ -22,7 +22,7 @@ from actors.best_snapshot import BestSnapshotGuard
 from actors.learner import OnlineLearner
 from actors.models import build_model, compiled_assign
 from actors.specs import MemberConfig, ModelSpec
-from actors.weighting import RecentAccuracy, RecentMean
+from actors.weighting import RecentAccuracy, RecentMean, row_scores
 from actors.windows import SlidingWindows
 from pipelines.schema import DeadLetter, StreamSchema
 from pipelines.sources.base import PartitionReader
@@ -175,10 +175,7 @@ class MemberCore:
         assert self._best_forward is not None
         outputs = np.asarray(self._best_forward(x))
         task = self.config.model.task
-        if task == "regression":
-            return np.square(outputs[:, 0] - y)
-        predicted = outputs.argmax(axis=1) if task == "multiclass" else outputs[:, 0] > 0.5
-        return (predicted == y).astype(np.float32)
+        return row_scores(task, outputs if task == "multiclass" else outputs[:, 0], y)
 
     def snapshot_weights(self) -> tuple[list[np.ndarray], str]:
         """The weights to publish and which they are: ``current`` or ``best``.

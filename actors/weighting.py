@@ -56,6 +56,7 @@ __all__ = [
     "UniformPolicy",
     "WeightingPolicy",
     "make_policy",
+    "row_scores",
 ]
 
 POLICIES: dict[str, type[WeightingPolicy]] = {
@@ -168,3 +169,19 @@ class RecentAccuracy(RecentMean):
     @property
     def total_correct(self) -> int:
         return round(self.total)
+
+
+def row_scores(task: str, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row: whether a prediction hit its label, or for regression its squared error.
+
+    What `RecentMean` windows hold. `predictions` are (n,) probabilities of class 1
+    (binary) or values (regression), or (n, classes) probabilities (multiclass). A
+    non-finite regression prediction costs an infinite error, so it never looks good.
+    """
+    if task == "regression":
+        with np.errstate(over="ignore"):
+            squared = np.square(predictions - labels)
+        return np.where(np.isnan(squared), np.inf, squared)
+    if task == "multiclass":
+        return predictions.argmax(axis=-1) == labels
+    return (predictions > 0.5) == (labels > 0.5)
