@@ -85,8 +85,10 @@ class BestSnapshotGuard:
         """
         if recent_quality is None:
             return False
-        if self.best_weights is not None and not self.serving_best:
-            new_high = not self._better(self.best_quality, recent_quality, 0.0)  # type: ignore[arg-type]
+        if self.best_quality is not None:  # a best exists
+            if self.serving_best:
+                return False  # the current network has not recovered
+            new_high = not self._better(self.best_quality, recent_quality, 0.0)
             current, best = self._mean(self._current), self._mean(self._best)
             obsolete = (
                 current is not None
@@ -95,8 +97,6 @@ class BestSnapshotGuard:
             )
             if not (new_high or obsolete):
                 return False
-        elif self.best_weights is not None:
-            return False  # serving the best: the current one has not recovered
         self.best_weights = [np.array(w, copy=True) for w in weights]
         self.best_quality = recent_quality
         self._current.clear()
