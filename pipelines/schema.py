@@ -78,16 +78,28 @@ class StreamSchema:
         return pa.schema(fields)
 
     def validate(
-        self, batch: pa.RecordBatch, *, partition: int, first_offset: int
+        self,
+        batch: pa.RecordBatch,
+        *,
+        partition: int,
+        first_offset: int,
+        offsets: np.ndarray | None = None,
     ) -> ValidatedBatch:
         """Split a batch into well-formed rows and dead letters.
 
         A row is rejected if a feature or the label is missing, null, not numeric or not
         finite. A missing *column* rejects every row of the batch with that reason; the
         member keeps running.
+
+        Args:
+            batch: the rows to check.
+            partition: the partition they come from (for dead letters).
+            first_offset: offset of the first row; rows are consecutive from it ...
+            offsets: ... unless given here, one int64 offset per row (`SourceBatch.offsets`).
         """
         n = batch.num_rows
-        offsets = np.arange(first_offset, first_offset + n, dtype=np.int64)
+        if offsets is None:
+            offsets = np.arange(first_offset, first_offset + n, dtype=np.int64)
         names = set(batch.schema.names)
         missing = [c for c in (*self.features, self.label) if c not in names]
         if missing:
