@@ -4,15 +4,25 @@
   classification of points in a cube, with an abrupt concept switch and gradual rotation.
 * ``synthetic://periodic``: a noisy periodic time series for one-step-ahead forecasting
   (regression) with sequence models; its period and shape change abruptly at the drift.
+* ``synthetic://sea``: the SEA concepts (``f0 + f1 <= theta``), one abrupt switch
+  (`pipelines.sources.sea`).
+* ``synthetic://agrawal``: Agrawal et al.'s loan applicants, a switch between two of the
+  ten classification functions (`pipelines.sources.agrawal`).
+* ``synthetic://delivery``: is a delivery shop busy this hour; rules that change, a key
+  and an event time, and post-hour columns that leak the label (`pipelines.sources.delivery`).
 
 Shared options (URI query string): ``drift_at`` is per partition, a comma list cycled
 over partitions, each entry a fraction of the partition's rows or ``none`` (that partition
 never drifts); one value applies to every partition, so ``drift_at=none,none,0.3,none``
 drifts only partition 2 (and 6, 10, ...), at 30% of its rows, and every drifting
-partition moves to the same new concept. ``noise`` is per partition too, cycled the same
-way. ``rows`` (total rows, overrides ``SourceSpec.rows``; default 1_000_000) is split
-evenly over ``spec.partitions`` with the remainder going to the first ones. An unknown or
-repeated option, or a bad value, raises `ConfigError` naming the option and what it takes.
+partition of a hyperplane or periodic stream moves to the same new concept. ``noise`` is
+per partition too, cycled the same way. ``rows`` (total rows, overrides
+``SourceSpec.rows``; default 1_000_000) is split evenly over ``spec.partitions`` with the
+remainder going to the first ones. ``rate`` (rows per second per partition, default
+``none``) makes every partition live: its rows become available at that rate from when a
+reader opens it (see `SyntheticPartitionReader`), for backpressure and slow-stream tests.
+An unknown or repeated option, or a bad value, raises `ConfigError` naming the option and
+what it takes.
 
 Hyperplane: features are float32, uniform in [0, 1], named ``x0 .. x{d-1}``; the float32
 0/1 label is ``1 if sum(w_i * x_i) > sum(w_i) / 2``, i.e. which side of a hyperplane
@@ -47,7 +57,8 @@ Determinism: rows are generated in fixed blocks of `BLOCK_ROWS`, each from its o
 ``SeedSequence``, so a row depends only on (seed, partition, offset) and the stream
 options, never on how it is read. Spawn keys: hyperplane ``(0,)`` for the concept and
 ``(1, partition, block)`` for the rows; periodic ``(2, partition)`` for the phase and
-``(3, partition, block)`` for the noise.
+``(3, partition, block)`` for the noise; the others are listed in
+`pipelines.sources._synthetic_base`.
 
 Example:
     >>> from pipelines.sources.base import SourceSpec
@@ -66,17 +77,44 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 
 from actors.errors import ConfigError, SourceError
 from pipelines.schema import StreamSchema
+from pipelines.sources._synthetic_base import (
+    BLOCK_ROWS,
+    DEFAULT_ROWS,
+    PartitionLayout,
+    SyntheticGenerator,
+    block_offsets,
+    block_rng,
+    feature_label_columns,
+    frozen,
+)
+from pipelines.sources._synthetic_options import (
+    check_drift_at,
+    check_flip_noise,
+    check_rows,
+    cycled,
+    parse_drift_at,
+    parse_float,
+    parse_floats,
+    parse_int,
+    parse_rate,
+    parse_rows,
+    query_values,
+)
+from pipelines.sources.agrawal import AgrawalGenerator
 from pipelines.sources.base import SourceBatch, SourceSpec
+from pipelines.sources.delivery import DeliveryGenerator
+from pipelines.sources.sea import SeaGenerator
 
 __all__ = [
     "BLOCK_ROWS",
@@ -98,10 +136,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BLOCK_ROWS = 4096
-"""Rows per generated block; part of the stream's identity (changing it changes the data)."""
-
-DEFAULT_ROWS = 1_000_000
 DEFAULT_NOISE = (0.0, 0.05, 0.1, 0.3)
 
 _HYPERPLANE_OPTIONS = ("features", "drift_at", "noise", "rotation", "rows")
@@ -114,66 +148,7 @@ _SHAPE_BEFORE = ((1, 1.0), (2, 0.5))
 _SHAPE_AFTER = ((1, 1.0), (3, 0.3))
 
 
-@dataclass(frozen=True)
-class PartitionLayout:
-    """How the rows of a synthetic stream split over its partitions.
-
-    Args:
-        total_rows: rows over all partitions.
-        partitions: number of partitions; the remainder rows go to the first ones.
-    """
-
-    total_rows: int
-    partitions: int
-
-    @classmethod
-    def of(cls, spec: SourceSpec, rows_option: int | None) -> PartitionLayout:
-        """The layout of `spec`; the URI's ``rows`` option wins over `spec.rows`."""
-        return cls(rows_option or spec.rows or DEFAULT_ROWS, spec.partitions)
-
-    def partition_rows(self, partition: int) -> int:
-        """Number of rows of `partition`."""
-        base, extra = divmod(self.total_rows, self.partitions)
-        return base + (1 if partition < extra else 0)
-
-    def switch_offset(self, partition: int, drift_at: tuple[float | None, ...]) -> int | None:
-        """First offset of `partition` after its drift (`drift_at` cycled); None: no drift."""
-        fraction = _cycled(drift_at, partition)
-        if fraction is None:
-            return None
-        return int(fraction * self.partition_rows(partition))
-
-
-class SyntheticGenerator(Protocol):
-    """What `SyntheticSource` needs from a generator: a schema and rows, block by block.
-
-    A generator is a pure function of its options, the seed and the layout, so a block is
-    the same whichever reader (or process) asks for it.
-    """
-
-    schema: StreamSchema
-    layout: PartitionLayout
-
-    def switch_offset(self, partition: int) -> int | None:
-        """First offset of `partition` after its drift; None for no drift."""
-        ...
-
-    def noise(self, partition: int) -> float:
-        """The noise level of `partition` (its meaning depends on the generator)."""
-        ...
-
-    def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels.
-
-        A block is always generated in full so that a row never depends on the
-        partition's length; readers cut it to the partition. Both arrays are float32 and
-        read-only.
-        """
-        ...
-
-
 _Generator = TypeVar("_Generator", bound=SyntheticGenerator)
-_T = TypeVar("_T")
 
 
 # --- hyperplane --------------------------------------------------------------------------
@@ -219,17 +194,13 @@ class HyperplaneOptions:
                 f"features ({self.features}) must be an integer >= 2: the concept switch "
                 "needs a second dimension"
             )
-        _check_drift_at(self.drift_at)
-        if not self.noise:
-            raise ConfigError("noise must list at least one probability in [0, 1]")
-        for p in self.noise:
-            if not 0.0 <= p <= 1.0:
-                raise ConfigError(f"noise ({p}) must be a label-flip probability in [0, 1]")
+        check_drift_at(self.drift_at)
+        check_flip_noise(self.noise)
         if not (math.isfinite(self.rotation) and self.rotation >= 0.0):
             raise ConfigError(
                 f"rotation ({self.rotation}) must be a finite number of radians per row >= 0"
             )
-        _check_rows(self.rows)
+        check_rows(self.rows)
 
     @classmethod
     def from_query(cls, query: str) -> HyperplaneOptions:
@@ -245,25 +216,25 @@ class HyperplaneOptions:
             ConfigError: on an unknown or repeated option, or a value that does not parse or
                 is out of range; the message names the option, the value and what is expected.
         """
-        values = _query_values(query, "hyperplane", _HYPERPLANE_OPTIONS)
+        values = query_values(query, "hyperplane", _HYPERPLANE_OPTIONS)
         return cls(
             features=(
-                _parse_int("features", values["features"], "an integer >= 2")
+                parse_int("features", values["features"], "an integer >= 2")
                 if "features" in values
                 else cls.features
             ),
-            drift_at=_parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
+            drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
             noise=(
-                _parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
+                parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
                 if "noise" in values
                 else cls.noise
             ),
             rotation=(
-                _parse_float("rotation", values["rotation"], "radians per row >= 0")
+                parse_float("rotation", values["rotation"], "radians per row >= 0")
                 if "rotation" in values
                 else cls.rotation
             ),
-            rows=_parse_rows(values),
+            rows=parse_rows(values),
         )
 
 
@@ -344,6 +315,7 @@ class HyperplaneGenerator:
         self.seed = seed
         self.layout = layout
         self.schema = hyperplane_schema(options.features)
+        self.arrow_schema = self.schema.arrow_schema()
         self.concept = HyperplaneConcept.from_seed(seed, options.features)
 
     @classmethod
@@ -358,7 +330,7 @@ class HyperplaneGenerator:
 
     def noise(self, partition: int) -> float:
         """Label-flip probability of `partition`."""
-        return _cycled(self.options.noise, partition)
+        return cycled(self.options.noise, partition)
 
     def concept_weights(self, partition: int, offset: int) -> np.ndarray:
         """Weights ``w`` in force at `offset` of `partition` (label: ``x @ w > w.sum() / 2``)."""
@@ -366,12 +338,10 @@ class HyperplaneGenerator:
 
     def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels."""
-        rng = np.random.default_rng(
-            np.random.SeedSequence(self.seed, spawn_key=(1, partition, block))
-        )
+        rng = block_rng(self.seed, 1, partition, block)
         x = rng.random((self.options.features, BLOCK_ROWS), dtype=np.float32)
         flip_draw = rng.random(BLOCK_ROWS)
-        offsets = np.arange(block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS, dtype=np.int64)
+        offsets = block_offsets(block)
         scores = self.concept.scores(
             x, offsets, self.switch_offset(partition), self.options.rotation
         )
@@ -380,6 +350,10 @@ class HyperplaneGenerator:
         x.flags.writeable = False
         y.flags.writeable = False
         return x, y
+
+    def generate_columns(self, partition: int, block: int) -> dict[str, np.ndarray]:
+        """The block's columns by name: ``x0 .. x{d-1}`` and ``label``."""
+        return frozen(feature_label_columns(self.schema, *self.generate_block(partition, block)))
 
 
 # --- periodic ----------------------------------------------------------------------------
@@ -428,13 +402,13 @@ class PeriodicOptions:
                 )
         if not (math.isfinite(self.amplitude) and self.amplitude >= 0.0):
             raise ConfigError(f"amplitude ({self.amplitude}) must be a finite number >= 0")
-        _check_drift_at(self.drift_at)
+        check_drift_at(self.drift_at)
         if not self.noise:
             raise ConfigError("noise must list at least one standard deviation >= 0")
         for std in self.noise:
             if not (math.isfinite(std) and std >= 0.0):
                 raise ConfigError(f"noise ({std}) must be a standard deviation >= 0")
-        _check_rows(self.rows)
+        check_rows(self.rows)
 
     @classmethod
     def from_query(cls, query: str) -> PeriodicOptions:
@@ -450,9 +424,9 @@ class PeriodicOptions:
             ConfigError: on an unknown or repeated option, or a value that does not parse or
                 is out of range; the message names the option, the value and what is expected.
         """
-        values = _query_values(query, "periodic", _PERIODIC_OPTIONS)
+        values = query_values(query, "periodic", _PERIODIC_OPTIONS)
         numbers = {
-            name: _parse_float(name, values[name], expected)
+            name: parse_float(name, values[name], expected)
             for name, expected in (
                 ("period", f"a number of rows > {_shortest_period(_SHAPE_BEFORE)}"),
                 ("drift_period", f"a number of rows > {_shortest_period(_SHAPE_AFTER)}"),
@@ -464,13 +438,13 @@ class PeriodicOptions:
             period=numbers.get("period", cls.period),
             drift_period=numbers.get("drift_period", cls.drift_period),
             amplitude=numbers.get("amplitude", cls.amplitude),
-            drift_at=_parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
+            drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
             noise=(
-                _parse_floats("noise", values["noise"], "comma-separated standard deviations >= 0")
+                parse_floats("noise", values["noise"], "comma-separated standard deviations >= 0")
                 if "noise" in values
                 else cls.noise
             ),
-            rows=_parse_rows(values),
+            rows=parse_rows(values),
         )
 
 
@@ -488,6 +462,7 @@ class PeriodicGenerator:
         self.seed = seed
         self.layout = layout
         self.schema = periodic_schema()
+        self.arrow_schema = self.schema.arrow_schema()
 
     @classmethod
     def from_spec(cls, spec: SourceSpec, query: str) -> PeriodicGenerator:
@@ -501,7 +476,7 @@ class PeriodicGenerator:
 
     def noise(self, partition: int) -> float:
         """Standard deviation of `partition`'s observation noise."""
-        return _cycled(self.options.noise, partition)
+        return cycled(self.options.noise, partition)
 
     def phase(self, partition: int) -> float:
         """Phase of `partition`'s wave in radians, in [0, 2 pi), drawn from the seed."""
@@ -536,14 +511,15 @@ class PeriodicGenerator:
         y.flags.writeable = False
         return x, y
 
+    def generate_columns(self, partition: int, block: int) -> dict[str, np.ndarray]:
+        """The block's columns by name: ``value`` and ``next_value``."""
+        return frozen(feature_label_columns(self.schema, *self.generate_block(partition, block)))
+
     def _observed(self, partition: int, block: int) -> np.ndarray:
         """The observed (noisy) float32 values of `block`; a pure function of its inputs."""
-        rng = np.random.default_rng(
-            np.random.SeedSequence(self.seed, spawn_key=(3, partition, block))
-        )
+        rng = block_rng(self.seed, 3, partition, block)
         noise = self.noise(partition) * rng.standard_normal(BLOCK_ROWS)
-        offsets = np.arange(block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS, dtype=np.int64)
-        return (self._clean(partition, offsets) + noise).astype(np.float32)
+        return (self._clean(partition, block_offsets(block)) + noise).astype(np.float32)
 
     def _clean(self, partition: int, offsets: np.ndarray) -> np.ndarray:
         phase = self.phase(partition)
@@ -558,6 +534,9 @@ class PeriodicGenerator:
 _FACTORIES: dict[str, Callable[[SourceSpec, str], SyntheticGenerator]] = {
     "hyperplane": HyperplaneGenerator.from_spec,
     "periodic": PeriodicGenerator.from_spec,
+    "sea": SeaGenerator.from_spec,
+    "agrawal": AgrawalGenerator.from_spec,
+    "delivery": DeliveryGenerator.from_spec,
 }
 
 GENERATORS = tuple(_FACTORIES)
@@ -568,7 +547,12 @@ GENERATORS = tuple(_FACTORIES)
 
 
 class SyntheticSource:
-    """A seeded synthetic stream split into `spec.partitions` bounded partitions.
+    """A seeded synthetic stream split into `spec.partitions` partitions.
+
+    Without a ``rate`` option every partition is bounded and fully available. With
+    ``rate=R`` each partition is live: a reader sees its rows arrive at R rows per second
+    from when it was opened (see `SyntheticPartitionReader`), and still ends after the
+    partition's rows.
 
     Args:
         spec: the source spec; its URI selects the generator and its options.
@@ -576,7 +560,9 @@ class SyntheticSource:
     Attributes:
         generator: the generator that produces the rows (`HyperplaneGenerator`, ...).
         schema: the generator's schema.
+        arrow_schema: every column of a batch (the schema's plus any carried column).
         total_rows: rows over all partitions.
+        rate: rows per second per partition, or None for fully available partitions.
 
     Raises:
         ConfigError: on an unknown generator, a bad option, or a bad partition count/seed.
@@ -599,7 +585,9 @@ class SyntheticSource:
             raise ConfigError(f"rows ({spec.rows}) must be an integer >= 1")
         self.spec = spec
         self.generator = factory(spec, parts.query)
+        self.rate = parse_rate(parts.query)
         self.schema = self.generator.schema
+        self.arrow_schema = self.generator.arrow_schema
         self.total_rows = self.generator.layout.total_rows
 
     def partitions(self) -> list[int]:
@@ -615,7 +603,7 @@ class SyntheticSource:
         return self.generator.switch_offset(partition)
 
     def noise(self, partition: int) -> float:
-        """Noise of `partition`: label-flip probability (hyperplane) or std (periodic)."""
+        """Noise of `partition`: label-flip probability, or std for ``periodic``."""
         return self.generator.noise(partition)
 
     def concept_weights(self, partition: int, offset: int) -> np.ndarray:
@@ -637,17 +625,25 @@ class SyntheticSource:
         generator = self._generator_as(PeriodicGenerator, "clean_signal")
         return generator.clean_signal(partition, start, stop)
 
-    def open(self, partition: int, offset: int = 0) -> SyntheticPartitionReader:
+    def open(self, partition: int, offset: int | None = None) -> SyntheticPartitionReader:
         """Open `partition` positioned at `offset`.
+
+        A synthetic stream keeps no commits, so ``None`` means the start (offset 0).
 
         Raises:
             SourceError: if the partition does not exist or the offset is outside it.
         """
-        return SyntheticPartitionReader(self, partition, offset)
+        return SyntheticPartitionReader(self, partition, 0 if offset is None else offset)
+
+    def generate_columns(self, partition: int, block: int) -> dict[str, np.ndarray]:
+        """Rows ``block * BLOCK_ROWS ..`` of `partition`, one array per batch column."""
+        return self.generator.generate_columns(partition, block)
 
     def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels."""
-        return self.generator.generate_block(partition, block)
+        columns = self.generate_columns(partition, block)
+        x = np.stack([columns[name] for name in self.schema.features])
+        return x, columns[self.schema.label]
 
     def _generator_as(self, kind: type[_Generator], method: str) -> _Generator:
         if not isinstance(self.generator, kind):
@@ -661,12 +657,35 @@ class SyntheticSource:
 class SyntheticPartitionReader:
     """One partition of a `SyntheticSource`, read forward from an offset.
 
+    With the source's ``rate`` the partition is live: ``rate`` rows per second become
+    available from the moment the reader is opened, counting from the open offset;
+    `high_watermark` is then the offset one past the newest available row, so
+    ``high_watermark() - position`` is the lag of a consumer slower than the rate.
+
+    Args:
+        source: the source.
+        partition: the partition to read.
+        offset: where to start.
+        clock: seconds on a monotonic clock (tests pass a fake one).
+        sleep: waits a number of seconds (tests pass one that advances their clock).
+
     Attributes:
         partition: the partition id.
         committed: the last committed offset (0 until `commit` is called).
+
+    Raises:
+        SourceError: if the partition does not exist or the offset is outside it.
     """
 
-    def __init__(self, source: SyntheticSource, partition: int, offset: int = 0) -> None:
+    def __init__(
+        self,
+        source: SyntheticSource,
+        partition: int,
+        offset: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if partition not in range(source.spec.partitions):
             raise SourceError(
                 f"no partition {partition}; this source has partitions "
@@ -685,7 +704,12 @@ class SyntheticPartitionReader:
         self._source = source
         self._length = length
         self._position = offset
-        self._arrow_schema = source.schema.arrow_schema()
+        self._rate = source.rate
+        self._clock = clock
+        self._sleep = sleep
+        self._opened_at = clock()
+        self._opened_offset = offset
+        self._arrow_schema = source.arrow_schema
         self._cached: tuple[int, pa.RecordBatch] | None = None  # (block, its rows)
 
     @property
@@ -693,18 +717,30 @@ class SyntheticPartitionReader:
         """Offset of the next row `read_batch` returns."""
         return self._position
 
-    def read_batch(self, max_rows: int) -> SourceBatch | None:
-        """Up to `max_rows` rows from the current position, or None when exhausted.
+    def read_batch(self, max_rows: int, max_wait_s: float = 0.0) -> SourceBatch | None:
+        """Up to `max_rows` available rows from the current position; None once all are read.
+
+        Without a rate every row is available and it never waits. With one, when no row
+        is available yet it sleeps until the next is due, but at most `max_wait_s`, and
+        returns an empty batch if that row is still not due.
 
         Raises:
-            ConfigError: if `max_rows` < 1.
+            ConfigError: if `max_rows` < 1 or `max_wait_s` < 0.
         """
         if max_rows < 1:
             raise ConfigError(f"max_rows ({max_rows}) must be an integer >= 1")
+        if not max_wait_s >= 0.0:
+            raise ConfigError(f"max_wait_s ({max_wait_s}) must be a number of seconds >= 0")
         start = self._position
-        end = min(start + max_rows, self._length)
-        if start >= end:
+        if start >= self._length:
             return None
+        available = self.high_watermark()
+        if available <= start and max_wait_s > 0.0:
+            self._sleep(min(max_wait_s, self._seconds_until_due(start + 1)))
+            available = self.high_watermark()
+        if available <= start:
+            return SourceBatch.empty(self.partition, start, self._arrow_schema)
+        end = min(start + max_rows, available)
         pieces = []
         pos = start
         while pos < end:
@@ -719,8 +755,13 @@ class SyntheticPartitionReader:
         return SourceBatch(partition=self.partition, first_offset=start, batch=batch)
 
     def high_watermark(self) -> int:
-        """The partition's length: it is bounded and fully available."""
-        return self._length
+        """Offset one past the newest available row: the partition's length without a rate."""
+        if self._rate is None:
+            return self._length
+        elapsed = self._clock() - self._opened_at
+        # The epsilon keeps a row due at exactly `elapsed` from rounding down to not due.
+        due = self._opened_offset + math.floor(self._rate * elapsed + 1e-9)
+        return min(self._length, due)
 
     def commit(self, offset: int) -> None:
         """Record that every row before `offset` is durably learned.
@@ -741,11 +782,17 @@ class SyntheticPartitionReader:
         """Drop the cached block."""
         self._cached = None
 
+    def _seconds_until_due(self, end: int) -> float:
+        """Seconds from now until the rows before offset `end` are available (rate only)."""
+        if self._rate is None:
+            return 0.0
+        due_at = (end - self._opened_offset) / self._rate
+        return max(0.0, due_at - (self._clock() - self._opened_at))
+
     def _block_batch(self, block: int) -> pa.RecordBatch:
         if self._cached is None or self._cached[0] != block:
-            x, y = self._source.generate_block(self.partition, block)
-            arrays = [pa.array(column) for column in x]
-            arrays.append(pa.array(y))
+            columns = self._source.generate_columns(self.partition, block)
+            arrays = [pa.array(columns[f.name], type=f.type) for f in self._arrow_schema]
             self._cached = (block, pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema))
         return self._cached[1]
 
@@ -782,60 +829,6 @@ def _shortest_period(shape: tuple[tuple[int, float], ...]) -> int:
     return 2 * _top_harmonic(shape)
 
 
-def _cycled(values: tuple[_T, ...], partition: int) -> _T:
-    """The entry of a per-partition list that applies to `partition` (the list cycles)."""
-    return values[partition % len(values)]
-
-
-def _query_values(query: str, generator: str, allowed: tuple[str, ...]) -> dict[str, str]:
-    """The options of a URI query string by name, refusing unknown and repeated ones."""
-    values: dict[str, str] = {}
-    for name, text in parse_qsl(query, keep_blank_values=True):
-        if name not in allowed:
-            raise ConfigError(
-                f"unknown synthetic://{generator} option {name!r}; expected one of "
-                + ", ".join(allowed)
-            )
-        if name in values:
-            raise ConfigError(f"synthetic option {name!r} is given twice")
-        values[name] = text.strip()
-    return values
-
-
-def _check_drift_at(drift_at: tuple[float | None, ...]) -> None:
-    if not drift_at:
-        raise ConfigError(
-            "drift_at must list at least one fraction in [0, 1] or 'none', one per partition"
-        )
-    for fraction in drift_at:
-        if fraction is not None and not 0.0 <= fraction <= 1.0:
-            raise ConfigError(
-                f"drift_at ({fraction}) must be a fraction in [0, 1], or 'none' for no "
-                "drift (a comma list gives one per partition, cycled)"
-            )
-
-
-def _check_rows(rows: int | None) -> None:
-    if rows is not None and rows < 1:
-        raise ConfigError(f"rows ({rows}) must be an integer >= 1")
-
-
-def _parse_drift_at(text: str) -> tuple[float | None, ...]:
-    expected = "comma-separated fractions in [0, 1] or 'none', one per partition"
-    return tuple(
-        None if part.strip().lower() == "none" else _parse_float("drift_at", part.strip(), expected)
-        for part in text.split(",")
-    )
-
-
-def _parse_floats(name: str, text: str, expected: str) -> tuple[float, ...]:
-    return tuple(_parse_float(name, part, expected) for part in text.split(","))
-
-
-def _parse_rows(values: dict[str, str]) -> int | None:
-    return _parse_int("rows", values["rows"], "an integer >= 1") if "rows" in values else None
-
-
 def _orthogonal_draw(rng: np.random.Generator, reference: np.ndarray) -> np.ndarray:
     """A standard-normal draw made orthogonal to `reference`, scaled to its norm."""
     norm = float(np.linalg.norm(reference))
@@ -846,24 +839,3 @@ def _orthogonal_draw(rng: np.random.Generator, reference: np.ndarray) -> np.ndar
         if draw_norm > 1e-6 * norm:
             return np.asarray(draw * (norm / draw_norm))
     raise SourceError("could not draw an orthogonal concept; the reference has no length")
-
-
-def _parse_int(name: str, text: str, expected: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(
-            f"synthetic option {name}={text!r} is not valid; expected {expected}"
-        ) from None
-
-
-def _parse_float(name: str, text: str, expected: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(
-            f"synthetic option {name}={text!r} is not valid; expected {expected}"
-        ) from None
-    if not math.isfinite(value):
-        raise ConfigError(f"synthetic option {name}={text!r} is not valid; expected {expected}")
-    return value
