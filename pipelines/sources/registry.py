@@ -2,7 +2,8 @@
 
 ``synthetic://...`` opens the synthetic generators; ``file://...``, a plain path, and the
 remote filesystems `pyarrow.fs` understands (``s3://``, ``gs://``, ``hdfs://``, ...) open
-the file source. ``kafka://`` is planned and refused with a clear message for now.
+the file source; ``kafka://host:port/topic?...`` opens a Kafka topic (it needs the
+``kafka`` extra, confluent-kafka, which is imported only when a Kafka URI is opened).
 
 Example:
     >>> from pipelines.sources.base import SourceSpec
@@ -32,11 +33,21 @@ logger = logging.getLogger(__name__)
 SourceOpener = Callable[[SourceSpec], StreamSource]
 
 
-def _kafka_not_available(spec: SourceSpec) -> StreamSource:
-    raise ConfigError(
-        f"Kafka support is not available yet (source {spec.uri!r}); use synthetic://, "
-        "a file or directory path, or a pyarrow.fs URI such as s3://bucket/dir"
-    )
+def _open_kafka(spec: SourceSpec) -> StreamSource:
+    """Open a ``kafka://`` source (see `pipelines.sources.kafka`), importing it on demand.
+
+    Raises:
+        ConfigError: if confluent-kafka is not installed, or as `open_kafka_source` does.
+        SourceError: if the brokers do not answer.
+    """
+    try:
+        from pipelines.sources.kafka import open_kafka_source
+    except ImportError as exc:
+        raise ConfigError(
+            f"Kafka sources need confluent-kafka ({exc}); install it with "
+            "pip install 'online-ensemble[kafka]'"
+        ) from exc
+    return open_kafka_source(spec)
 
 
 SCHEMES: dict[str, SourceOpener] = {
@@ -50,7 +61,7 @@ SCHEMES: dict[str, SourceOpener] = {
     "viewfs": open_file_source,
     "abfs": open_file_source,
     "abfss": open_file_source,
-    "kafka": _kafka_not_available,
+    "kafka": _open_kafka,
 }
 """Scheme (lower case, ``""`` for a plain path) -> function that opens a `SourceSpec`."""
 
@@ -65,9 +76,9 @@ def open_source(spec: SourceSpec) -> StreamSource:
         The opened `StreamSource`.
 
     Raises:
-        ConfigError: on an unknown scheme, a path that does not exist, a bad option, or a
-            planned but unavailable source (Kafka).
-        SourceError: if a source that exists cannot be read.
+        ConfigError: on an unknown scheme, a path or topic that does not exist, a bad
+            option, or a Kafka URI without confluent-kafka installed.
+        SourceError: if a source that exists cannot be read (or its brokers reached).
     """
     scheme = urlsplit(spec.uri).scheme.lower()
     if len(scheme) == 1:  # a Windows drive letter, e.g. C:\data
@@ -97,5 +108,5 @@ def _pyarrow_understands(uri: str) -> bool:
 def _supported() -> str:
     names = ["synthetic://", "file:// (or a path)"]
     names += [f"{s}://" for s in SCHEMES if s not in ("", "file", "synthetic", "kafka")]
-    names.append("kafka:// (planned)")
+    names.append("kafka://host:port/topic")
     return ", ".join(names)

@@ -1,4 +1,4 @@
-"""Dead-letter sinks: count-only, JSON lines on disk, in memory."""
+"""Dead-letter sinks: count-only, JSON lines on disk, in memory, a Kafka topic."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import pickle
 import pyarrow as pa
 import pytest
 
-from actors.errors import ConfigError
-from pipelines.dead_letter import DeadLetterSink, MemoryDeadLetterSink, dead_letter_record
+from actors.errors import ConfigError, SourceError
+from pipelines.dead_letter import (
+    DeadLetterSink,
+    KafkaDeadLetterSink,
+    MemoryDeadLetterSink,
+    dead_letter_record,
+    open_dead_letter_sink,
+)
 from pipelines.schema import DeadLetter, StreamSchema
 
 LETTERS = [
@@ -100,3 +106,71 @@ def test_validation_dead_letters_reach_the_sink(tmp_path):
     assert validated.rows + sink.count == batch.num_rows
     written = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert [(r["partition"], r["offset"]) for r in written] == [(1, 41), (1, 42)]
+
+
+# --- Kafka topic sink (librdkafka's mock cluster) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    from tests.kafka_cluster import MockKafka
+
+    with MockKafka() as cluster:
+        yield cluster
+
+
+def test_kafka_sink_round_trips_records_to_a_topic(kafka):
+    topic = kafka.create_topic()
+    sink = KafkaDeadLetterSink(kafka.uri(topic), member_id="m1")
+    copy = pickle.loads(pickle.dumps(sink))  # Ray ships the sink before its first write
+    assert copy.write(LETTERS) == 2
+    assert copy.write([]) == 0
+    copy.flush()
+    copy.close()
+    assert copy.count == 2 and copy.undelivered == 0
+    messages = kafka.consume_all(topic)
+    records = sorted((json.loads(m.value()) for m in messages), key=lambda r: r["offset"])
+    assert records == [dead_letter_record(letter, "m1") for letter in LETTERS]
+    assert {m.key() for m in messages} == {b"0", b"2"}  # keyed by source partition
+
+
+def test_kafka_sink_from_bootstrap_and_topic(kafka):
+    topic = kafka.create_topic()
+    with KafkaDeadLetterSink(kafka.bootstrap, topic, member_id=5) as sink:
+        sink.write(LETTERS[:1])
+    assert [json.loads(m.value())["member"] for m in kafka.consume_all(topic)] == [5]
+
+
+def test_kafka_sink_reports_undelivered_records():
+    sink = KafkaDeadLetterSink("kafka://127.0.0.1:1/dead?timeout_s=0.3", member_id=0)
+    sink.write(LETTERS)  # queued: writing never blocks on the broker
+    assert sink.count == 2
+    with pytest.raises(SourceError, match=r"2 dead letter\(s\) of member 0 were not delivered"):
+        sink.flush()
+    assert sink.undelivered == 2
+    sink.close()  # logs instead of raising
+
+
+def test_open_dead_letter_sink_picks_by_target(tmp_path):
+    assert type(open_dead_letter_sink(None, member_id=1)) is DeadLetterSink
+    file_sink = open_dead_letter_sink(tmp_path / "dead.jsonl", member_id=1)
+    assert type(file_sink) is DeadLetterSink and file_sink.path == tmp_path / "dead.jsonl"
+    kafka_sink = open_dead_letter_sink("kafka://broker:9092/dead-letters", member_id=1)
+    assert isinstance(kafka_sink, KafkaDeadLetterSink)
+    assert (kafka_sink.bootstrap, kafka_sink.topic) == ("broker:9092", "dead-letters")
+    file_sink.flush()  # a file sink has nothing to flush
+
+
+@pytest.mark.parametrize(
+    ("target", "topic", "expected"),
+    [
+        ("kafka://broker:9092", None, "names no topic"),
+        ("kafka://broker:9092/a", "b", "topic given twice"),
+        ("kafka://broker:9092/a?group=x", None, "unknown option 'group'"),
+        ("kafka://broker:9092/a?timeout_s=0", None, "timeout_s='0' is not valid"),
+        ("broker:9092", None, "needs brokers and a topic"),
+    ],
+)
+def test_bad_kafka_sink_targets_are_config_errors(target, topic, expected):
+    with pytest.raises(ConfigError, match=expected):
+        KafkaDeadLetterSink(target, topic, member_id=0)
