@@ -6,6 +6,7 @@ One root, a shallow tree::
     ├── ConfigError        a setting or flag is invalid (the CLI prints it as one line)
     ├── SourceError        a stream source cannot be opened or read
     ├── SchemaError        data does not match the declared schema
+    ├── CheckpointError    a checkpoint cannot be written or read
     ├── ModelError         a model does not fit the task (input width, output units)
     └── RequestError       a prediction request is malformed (carries the HTTP status)
 
@@ -16,6 +17,7 @@ to act on without a debugger.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ModelError",
     "OnlineEnsembleError",
@@ -49,6 +51,10 @@ class SourceError(OnlineEnsembleError):
 
 class SchemaError(OnlineEnsembleError, ValueError):
     """Data does not match the declared stream schema."""
+
+
+class CheckpointError(OnlineEnsembleError):
+    """A checkpoint cannot be written or read; the message names where."""
 
 
 class ModelError(OnlineEnsembleError, ValueError):

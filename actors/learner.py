@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from actors.errors import ModelError
+from actors.errors import CheckpointError, ModelError
 from actors.models import RunningStandardize, build_model
 from actors.specs import ModelSpec, StrategySpec
 from actors.strategies import ReplayReservoir, ResetMonitor, learning_rate_schedule
@@ -276,6 +276,44 @@ class OnlineLearner:
         if self.spec.task == "multiclass":
             return outputs.argmax(axis=1).astype(np.int64)
         return (outputs > 0.5).astype(np.int64)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything a restart needs as plain arrays: weights, optimizer, reservoir.
+
+        Keys: ``weight/I`` (network, normaliser included), ``optimizer/I`` (Adam's step
+        count, moments and rate), ``reservoir/x|y|seen`` for ``replay``, and the counters.
+        The distill anchor and the reset monitor's block restart empty after a restore.
+        """
+        arrays = {f"weight/{i}": w for i, w in enumerate(self.model.get_weights())}
+        for i, variable in enumerate(self._optimizer.variables):
+            arrays[f"optimizer/{i}"] = np.asarray(variable.numpy())
+        if self._reservoir is not None:
+            arrays.update(self._reservoir.state())
+        arrays["learner/counters"] = np.array([self._resets, self._rows], np.int64)
+        return arrays
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore `state_arrays` output into this learner (same spec and strategy).
+
+        Raises:
+            CheckpointError: if the arrays do not fit this network or optimizer.
+        """
+        weights = [arrays[f"weight/{i}"] for i in range(len(self.model.weights))]
+        optimizer = [arrays[f"optimizer/{i}"] for i in range(len(self._optimizer.variables))]
+        try:
+            self.model.set_weights(weights)
+            for variable, value in zip(self._optimizer.variables, optimizer, strict=True):
+                variable.assign(value)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint does not fit this member's network ({exc}); was it written "
+                "by a job with another model, task or strategy?"
+            ) from exc
+        if self._reservoir is not None and "reservoir/seen" in arrays:
+            self._reservoir.load_state(arrays)
+        resets, rows = (int(v) for v in arrays["learner/counters"])
+        self._resets, self._rows = resets, rows
+        self._anchor_rows = rows  # the anchor restarts: its first refresh is anchor_rows away
 
     def get_weights(self) -> list[np.ndarray]:
         """Every weight of the network, normaliser statistics included (a snapshot)."""

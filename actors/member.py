@@ -4,6 +4,14 @@ A threaded actor (``max_concurrency=2``): `run` holds one thread for the trainin
 while `stats` and `stop` answer on the other. Publishing never blocks training: at most
 one publish is in flight, and while the coordinator is busy the member keeps learning
 and publishes a fresher snapshot next time (backpressure without a queue).
+
+Durability (DESIGN rule 6): every `CheckpointSpec.every_rows` rows or `interval_s`
+seconds, and when it stops, the member writes a checkpoint (weights, optimizer,
+normaliser, counters, offsets) and only then commits those offsets to the source. A
+restarted actor (Ray ``max_restarts``) finds its newest checkpoint, restores it and opens
+its partitions at the checkpoint's offsets; a partition it has no checkpoint for starts
+at the source's committed offset. So no record is lost, and at most the records read
+since the last checkpoint are learned twice.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from actors.member_core import MemberCore
 from actors.snapshot import MemberSnapshot
 from actors.specs import MemberConfig
 from actors.tf_runtime import configure_tensorflow
-from pipelines.dead_letter import DeadLetterSink
+from pipelines.checkpoint import CheckpointStore
+from pipelines.dead_letter import open_dead_letter_sink
+from pipelines.learn_log import LearnLog
 from pipelines.sources import SourceSpec, open_source
 
 __all__ = ["MemberActor"]
@@ -39,7 +49,8 @@ class MemberActor:
         config: member settings.
         coordinator: handle of the `CoordinatorActor`.
         num_cpus: CPUs Ray reserved for this actor (sizes TensorFlow's thread pools).
-        dead_letter_path: JSON-lines file for rejected records (None: count only).
+        dead_letter_path: where rejected records go: a JSON-lines file or a
+            ``kafka://host:port/topic`` (None: count only).
         niceness: how much to lower this process's scheduling priority (0: leave it).
     """
 
@@ -60,11 +71,35 @@ class MemberActor:
         if niceness:
             os.nice(niceness)
         self._threads = configure_tensorflow(num_cpus)
+        self._store = (
+            CheckpointStore(config.checkpoint.uri, keep=config.checkpoint.keep)
+            if config.checkpoint.uri is not None
+            else None
+        )
+        self._name = f"member-{member_id}"
+        checkpoint = self._store.latest(self._name) if self._store is not None else None
+        resume = {} if checkpoint is None else checkpoint.meta["offsets"]
         stream = open_source(source)
-        readers = [stream.open(p) for p in partitions]
+        # A partition the checkpoint holds resumes at its offset; another one (new to
+        # this member) at the source's committed offset (None).
+        readers = [stream.open(p, resume.get(str(p))) for p in partitions]
         self._core = MemberCore(member_id, readers, stream.schema, config)
+        self.restored_from: int | None = None
+        if checkpoint is not None:
+            self._core.restore(checkpoint.arrays, checkpoint.meta)
+            self.restored_from = checkpoint.sequence
+            logger.info(
+                "member %d restored checkpoint %d at offsets %s",
+                member_id,
+                checkpoint.sequence,
+                checkpoint.meta["offsets"],
+            )
         self._coordinator = coordinator
-        self._sink = DeadLetterSink(dead_letter_path, member_id=member_id)
+        self._sink = open_dead_letter_sink(dead_letter_path, member_id=member_id)
+        self._learn_log = LearnLog(config.learn_log, member_id) if config.learn_log else None
+        self._checkpoints = 0
+        self._checkpointed_rows = self._core.rows_seen
+        self._checkpointed_at = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._inflight: Any = None
@@ -81,10 +116,14 @@ class MemberActor:
             while not self._stop.is_set():
                 with self._lock:
                     dead = self._core.step()
+                    learned = self._core.last_learned
                 if dead is None:
                     break
                 if dead:
                     self._sink.write(dead)
+                if self._learn_log is not None and learned is not None:
+                    self._learn_log.write(*learned)
+                self._checkpoint_if_due()
                 due = (
                     time.monotonic() - last_time >= config.publish_interval_s
                     or self._core.rows_learned - last_rows >= config.publish_every_rows
@@ -93,9 +132,38 @@ class MemberActor:
                     last_time, last_rows = time.monotonic(), self._core.rows_learned
         finally:
             self._finished = time.monotonic()
+            self._checkpoint()
             self._publish(wait=True)
             self._sink.close()
         return self.stats()
+
+    def _checkpoint_if_due(self) -> None:
+        spec = self._core.config.checkpoint
+        if self._store is None:
+            return
+        if (
+            self._core.rows_seen - self._checkpointed_rows >= spec.every_rows
+            or time.monotonic() - self._checkpointed_at >= spec.interval_s
+        ):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write the state, then commit its offsets: a commit never runs ahead of state.
+
+        Dead letters and the learn log of the rows it covers were written before, so
+        after a crash they may repeat (at least once), never go missing.
+        """
+        if self._store is None:
+            return
+        with self._lock:
+            self._sink.flush()  # a Kafka dead-letter topic has every letter before offsets move
+            arrays, meta = self._core.state()
+            self._store.save(self._name, arrays, meta)
+            for reader in self._core.readers:
+                reader.commit(reader.position)
+            self._checkpoints += 1
+            self._checkpointed_rows = self._core.rows_seen
+            self._checkpointed_at = time.monotonic()
 
     def _publish(self, *, wait: bool) -> bool:
         """Send stats, the evaluation sample and a snapshot; skip if one is still in flight."""
@@ -139,4 +207,6 @@ class MemberActor:
         stats["rows_per_s"] = stats["rows"] / elapsed if elapsed > 0 else 0.0
         stats["publishes"] = self._publishes
         stats["tf_threads"] = self._threads
+        stats["checkpoints"] = self._checkpoints
+        stats["restored_from"] = self.restored_from
         return stats

@@ -1,9 +1,11 @@
 """One member's loop body, without Ray: read, validate, sample, test-then-train.
 
-The member reads its own partitions round-robin (DESIGN rule 1), validates each Arrow
-batch at the edge (bad rows become dead letters with a reason), keeps a thin Bernoulli
-sample of good rows for the coordinator's shared evaluation *before* learning them, and
-then runs one compiled test-then-train step.
+The member reads its own partitions round-robin through `PartitionIntake` (DESIGN rule
+1; it also gathers rows on slow streams and samples to keep pace when far behind),
+validates each Arrow batch at the edge (bad rows become dead letters with a reason), keeps
+a thin Bernoulli sample of good rows for the coordinator's shared evaluation *before*
+learning them, and then runs one compiled test-then-train step. `state` and `restore`
+turn everything a restart needs into plain arrays for a checkpoint.
 
 Sequence models read windows of consecutive rows: each partition has its own
 `SlidingWindows`, so windows never mix partitions and none is lost at a batch seam.
@@ -19,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from actors.best_snapshot import BestSnapshotGuard
+from actors.errors import CheckpointError
+from actors.intake import Intake, PartitionIntake
 from actors.learner import OnlineLearner
 from actors.models import build_model, compiled_assign
 from actors.specs import MemberConfig, ModelSpec
@@ -38,6 +42,9 @@ class _Prepared:
     y: np.ndarray
     dead: list[DeadLetter]
     rows_read: int
+    rows_sampled: int
+    partition: int | None
+    offsets: np.ndarray  # source offsets of the rows that reach the learner
 
 
 class MemberCore:
@@ -70,18 +77,23 @@ class MemberCore:
         self.recent: RecentMean = (
             RecentMean(config.window) if self.regression else RecentAccuracy(config.window)
         )
-        self.rows_seen = 0  # everything read, good or bad
+        # Every record read is learned, context of a window, sampled away or dead-lettered.
+        self.rows_seen = 0
         self.rows_learned = 0
+        self.rows_sampled = 0
         self.dead_letter = 0
         self.batches = 0
+        self.idle_steps = 0  # steps where every live partition stayed quiet for max_wait
+        self.last_learned: tuple[int | None, np.ndarray] | None = None
+        self.intake = PartitionIntake(
+            self.readers, config.batch_size, config.ingest, seed=config.seed + member_id
+        )
         self._windows = {
             reader.partition: SlidingWindows(spec.window, schema.n_features)
             for reader in self.readers
             if spec.is_sequence
         }
         self._rng = np.random.default_rng([config.seed, member_id])
-        self._exhausted: set[int] = set()
-        self._next = 0
         self._sample_x: list[np.ndarray] = []
         self._sample_y: list[np.ndarray] = []
         self.guard: BestSnapshotGuard | None = None
@@ -103,55 +115,69 @@ class MemberCore:
 
     @property
     def done(self) -> bool:
-        return len(self._exhausted) == len(self.readers)
+        return self.intake.done
 
     def step(self) -> list[DeadLetter] | None:
         """Read and learn one batch from the next partition with data.
 
         Returns:
-            The dead letters of that batch (often empty), or None when every partition
-            is exhausted.
+            The dead letters of that batch (often empty; an idle step on a quiet live
+            stream returns an empty list), or None when every partition is exhausted.
         """
         prepared = self._prepare_next()
         return None if prepared is None else self._train(prepared)
 
     def _prepare_next(self) -> _Prepared | None:
-        """Read the next partition with data and make its rows ready to learn."""
-        while not self.done:
-            reader = self.readers[self._next % len(self.readers)]
-            self._next += 1
-            if reader.partition in self._exhausted:
-                continue
-            read = reader.read_batch(self.config.batch_size)
-            if read is None:
-                self._exhausted.add(reader.partition)
-                continue
-            return self._prepare(read.batch, reader.partition, read.first_offset)
-        return None
+        """Take the next partition's rows (`PartitionIntake`) and make them ready to learn."""
+        intake = self.intake.next()
+        if intake is not None and intake.partition is None:
+            self.idle_steps += 1
+        return None if intake is None else self._prepare(intake)
 
-    def _prepare(self, batch, partition: int, first_offset: int) -> _Prepared:
-        """Validate a batch, dead-letter bad rows and labels, and window it if needed."""
-        validated = self.schema.validate(batch, partition=partition, first_offset=first_offset)
-        dead = validated.dead_letters
-        x, y = validated.x, validated.y
+    def _prepare(self, intake: Intake) -> _Prepared:
+        """Validate the rows, dead-letter bad rows and labels, and window them if needed."""
+        dead = list(intake.source_dead)
+        partition = intake.partition
+        xs, ys, offsets = [], [], []
+        for piece in intake.pieces:
+            validated = self.schema.validate(
+                piece.batch,
+                partition=piece.partition,
+                first_offset=piece.first_offset,
+                offsets=piece.offsets,
+            )
+            dead.extend(validated.dead_letters)
+            xs.append(validated.x)
+            ys.append(validated.y)
+            offsets.append(validated.offsets)
+        if len(xs) == 1:
+            x, y, good_offsets = xs[0], ys[0], offsets[0]
+        elif xs:
+            x, y, good_offsets = np.concatenate(xs), np.concatenate(ys), np.concatenate(offsets)
+        else:
+            x = np.empty((0, self.schema.n_features), np.float32)
+            y = np.empty((0,), np.float32)
+            good_offsets = np.empty((0,), np.int64)
         bad, reason = _bad_labels(y, self.config.model)
-        if bad is not None:
-            dead = dead + [
+        if bad is not None and partition is not None:
+            dead.extend(
                 DeadLetter(partition, int(offset), reason, f"label={value!r}")
-                for offset, value in zip(
-                    validated.offsets[bad].tolist(), y[bad].tolist(), strict=True
-                )
-            ]
-            x, y = x[~bad], y[~bad]
+                for offset, value in zip(good_offsets[bad].tolist(), y[bad].tolist(), strict=True)
+            )
+            x, y, good_offsets = x[~bad], y[~bad], good_offsets[~bad]
         if partition in self._windows:
             x, y = self._windows[partition].push(x, y)
-        return _Prepared(x, y, dead, batch.num_rows)
+        return _Prepared(x, y, dead, intake.rows_read, intake.rows_sampled, partition, good_offsets)
 
     def _train(self, prepared: _Prepared) -> list[DeadLetter]:
         """Sample for the shared evaluation, then test-then-train; returns the dead letters."""
         x, y, dead = prepared.x, prepared.y, prepared.dead
         self.rows_seen += prepared.rows_read
+        self.rows_sampled += prepared.rows_sampled
         self.dead_letter += len(dead)
+        self.last_learned = (
+            (prepared.partition, prepared.offsets) if len(prepared.offsets) else None
+        )
         if len(y):
             if self.config.eval_fraction > 0:
                 picked = self._rng.random(len(y)) < self.config.eval_fraction
@@ -210,9 +236,61 @@ class MemberCore:
 
     def lag(self) -> int | None:
         """Rows available but not yet read, summed over partitions (None if unknown)."""
-        marks = [(reader.high_watermark(), reader.position) for reader in self.readers]
-        known = [mark - position for mark, position in marks if mark is not None]
-        return int(sum(known)) if known else None
+        return self.intake.lag()
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    _COUNTERS = ("rows_seen", "rows_learned", "rows_sampled", "dead_letter", "batches")
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """This member's state as plain arrays and JSON metadata (a checkpoint's content).
+
+        Taken between steps, so the offsets are exactly the rows the weights have seen.
+        """
+        arrays = self.learner.state_arrays()
+        recent, totals = self.recent.state()
+        arrays["recent/values"] = recent
+        windows = {}
+        for partition, windowed in self._windows.items():
+            arrays[f"window/{partition}"] = windowed.tail
+            windows[str(partition)] = windowed.warmup_rows
+        meta = {
+            "member_id": self.member_id,
+            "offsets": {str(p): o for p, o in self.offsets().items()},
+            "counters": {name: getattr(self, name) for name in self._COUNTERS},
+            "recent": totals,
+            "window_warmup": windows,
+            "task": self.config.model.task,
+            "model": self.config.model.kind,
+            "strategy": self.config.strategy.name,
+        }
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Continue from a checkpoint written by `state` (readers already at its offsets).
+
+        Raises:
+            CheckpointError: if it was written for another model, task or strategy.
+        """
+        for key, ours in (
+            ("task", self.config.model.task),
+            ("model", self.config.model.kind),
+            ("strategy", self.config.strategy.name),
+        ):
+            if meta.get(key) != ours:
+                raise CheckpointError(
+                    f"member {self.member_id}'s checkpoint was written with {key} "
+                    f"{meta.get(key)!r}, this job uses {ours!r}"
+                )
+        self.learner.load_state_arrays(arrays)
+        self.recent.load_state(arrays["recent/values"], meta["recent"])
+        for name, value in meta["counters"].items():
+            setattr(self, name, int(value))
+        for partition, windowed in self._windows.items():
+            if f"window/{partition}" in arrays:
+                windowed.restore(
+                    arrays[f"window/{partition}"], meta["window_warmup"].get(str(partition), 0)
+                )
 
     def stats(self) -> dict:
         recent, cumulative = self.recent.value(), self.recent.cumulative()
@@ -221,6 +299,8 @@ class MemberCore:
             "partitions": [reader.partition for reader in self.readers],
             "rows": self.rows_learned,
             "rows_seen": self.rows_seen,
+            "rows_sampled": self.rows_sampled,
+            "idle_steps": self.idle_steps,
             "rows_context": sum(w.warmup_rows for w in self._windows.values()),
             "dead_letter": self.dead_letter,
             "batches": self.batches,

@@ -13,10 +13,13 @@ from typing import Literal
 from actors.errors import ConfigError, ModelError
 
 __all__ = [
+    "LAG_POLICIES",
     "MODEL_KINDS",
     "SCHEDULES",
     "STRATEGIES",
     "TASKS",
+    "CheckpointSpec",
+    "IngestSpec",
     "MemberConfig",
     "ModelSpec",
     "StrategySpec",
@@ -26,11 +29,13 @@ TaskKind = Literal["binary", "multiclass", "regression"]
 ModelKind = Literal["mlp", "lstm", "conv1d", "custom"]
 StrategyName = Literal["finetune", "replay", "head", "distill", "reset"]
 ScheduleName = Literal["constant", "decay", "warmup"]
+LagPolicy = Literal["uniform", "newest"]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 MODEL_KINDS: tuple[str, ...] = ("mlp", "lstm", "conv1d", "custom")
 STRATEGIES: tuple[str, ...] = ("finetune", "replay", "head", "distill", "reset")
 SCHEDULES: tuple[str, ...] = ("constant", "decay", "warmup")
+LAG_POLICIES: tuple[str, ...] = ("uniform", "newest")
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -199,6 +204,78 @@ class StrategySpec:
 
 
 @dataclass(frozen=True)
+class IngestSpec:
+    """How a member reads its partitions: gathering on slow streams, keeping pace on fast.
+
+    Args:
+        min_batch: on a live partition, rows to gather before a training step ...
+        max_wait_ms: ... waiting at most this long for them (then train on what came).
+        max_lag_rows: when a partition's lag (rows available but not read) exceeds this,
+            the member samples its input so that it keeps pace; None never samples (every
+            row is learned, however far behind the member falls).
+        lag_policy: how it samples: ``uniform`` keeps each row with probability
+            ``max_lag_rows / lag`` (reading more rows per step, so a member that trains at
+            T rows/s on a stream of S rows/s settles at a lag near ``max_lag_rows * S / T``);
+            ``newest`` skips the oldest rows past the bound and learns the newest ones.
+            Skipped rows are counted as ``rows_sampled``, never silently dropped.
+        max_read_factor: ``uniform`` reads at most this many times `batch_size` rows per
+            step, which bounds the memory of one read.
+    """
+
+    min_batch: int = 64
+    max_wait_ms: float = 100.0
+    max_lag_rows: int | None = None
+    lag_policy: LagPolicy = "uniform"
+    max_read_factor: int = 16
+
+    def __post_init__(self) -> None:
+        if self.min_batch < 1:
+            raise ConfigError(f"min_batch must be >= 1, got {self.min_batch}")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if self.max_lag_rows is not None and self.max_lag_rows < 1:
+            raise ConfigError(
+                f"max_lag_rows must be >= 1 (or None: never sample), got {self.max_lag_rows}"
+            )
+        if self.lag_policy not in LAG_POLICIES:
+            raise ConfigError(
+                f"lag_policy must be one of {', '.join(LAG_POLICIES)}, got {self.lag_policy!r}"
+            )
+        if self.max_read_factor < 1:
+            raise ConfigError(f"max_read_factor must be >= 1, got {self.max_read_factor}")
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """Where and how often a member checkpoints its state (offsets are committed after).
+
+    Args:
+        uri: directory (local path or `pyarrow.fs` URI) of this job's checkpoints; None
+            turns checkpoints off, and then no offset is ever committed to the source.
+        every_rows: checkpoint after at most this many rows read ...
+        interval_s: ... or this many seconds, whichever comes first.
+        keep: how many checkpoints of each member to retain (the newest ones).
+    """
+
+    uri: str | None = None
+    every_rows: int = 50_000
+    interval_s: float = 10.0
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        if self.uri is not None and not self.uri.strip():
+            raise ConfigError(
+                "checkpoint uri is empty; give a directory, or None for no checkpoints"
+            )
+        if self.every_rows < 1:
+            raise ConfigError(f"checkpoint every_rows must be >= 1, got {self.every_rows}")
+        if self.interval_s <= 0:
+            raise ConfigError(f"checkpoint interval_s must be > 0, got {self.interval_s}")
+        if self.keep < 1:
+            raise ConfigError(f"checkpoint keep must be >= 1, got {self.keep}")
+
+
+@dataclass(frozen=True)
 class MemberConfig:
     """Settings of one member.
 
@@ -218,6 +295,10 @@ class MemberConfig:
         best_check_every: score the best snapshot on every n-th batch (it costs a
             forward pass on that batch).
         seed: seeds the network and the evaluation sampling.
+        ingest: how the member reads (slow-stream gathering, keeping pace when behind).
+        checkpoint: where and how often the member checkpoints before committing offsets.
+        learn_log: optional JSON-lines file where the member appends the offset range of
+            every batch it learns (an audit trail: which offsets were learned how often).
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -230,6 +311,9 @@ class MemberConfig:
     best_margin: float | None = 0.03
     best_check_every: int = 8
     seed: int = 0
+    ingest: IngestSpec = field(default_factory=IngestSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    learn_log: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

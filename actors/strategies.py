@@ -54,6 +54,22 @@ class ReplayReservoir:
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The held rows and the count seen (checkpoint arrays)."""
+        held = len(self)
+        return {
+            "reservoir/x": self._x[:held].copy(),
+            "reservoir/y": self._y[:held].copy(),
+            "reservoir/seen": np.array(self.seen, np.int64),
+        }
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore `state` output (rows beyond this reservoir's capacity are dropped)."""
+        x, y = arrays["reservoir/x"][: self.capacity], arrays["reservoir/y"][: self.capacity]
+        self._x[: len(y)] = x
+        self._y[: len(y)] = y
+        self.seen = max(int(arrays["reservoir/seen"]), len(y))
+
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
         n = int(y.shape[0])
         free = max(0, min(self.capacity - self.seen, n))

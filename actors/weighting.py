@@ -147,6 +147,19 @@ class RecentMean:
         """Forget the recent rows (the cumulative figures stay)."""
         self._next = self._held = 0
 
+    def state(self) -> tuple[np.ndarray, dict[str, float]]:
+        """The recent rows, oldest first, and the cumulative figures (for a checkpoint)."""
+        order = np.roll(self._values, -self._next) if self._held == self.window else None
+        recent = order if order is not None else self._values[: self._held].copy()
+        return recent, {"total_rows": self.total_rows, "total": self.total}
+
+    def load_state(self, recent: np.ndarray, totals: dict[str, float]) -> None:
+        """Restore what `state` returned (a window of another length keeps the newest)."""
+        self.clear()
+        self.add(np.asarray(recent, np.float64))
+        self.total_rows = int(totals["total_rows"])
+        self.total = float(totals["total"])
+
     @property
     def rows(self) -> int:
         return self._held

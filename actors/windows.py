@@ -53,3 +53,13 @@ class SlidingWindows:
         self.warmup_rows += len(y) - labelled
         self._tail = rows[-(self.window - 1) :] if self.window > 1 else rows[:0]
         return windows, np.asarray(y, np.float32)[len(y) - labelled :]
+
+    @property
+    def tail(self) -> np.ndarray:
+        """The seam rows carried into the next batch (for a checkpoint)."""
+        return self._tail
+
+    def restore(self, tail: np.ndarray, warmup_rows: int) -> None:
+        """Continue from a checkpoint's seam rows and warm-up count."""
+        self._tail = np.asarray(tail, np.float32).reshape(-1, self._tail.shape[1])
+        self.warmup_rows = int(warmup_rows)

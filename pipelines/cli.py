@@ -38,6 +38,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def _margin(text: str) -> float:
     if text.strip().lower() == "off":
         return 0.0  # the config's "off" (None would mean "flag not given")
@@ -117,7 +134,63 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep serving after the stream ends, until Ctrl-C",
     )
     run.add_argument(
-        "--dead-letter", metavar="FILE", type=Path, help="JSON-lines file for rejected records"
+        "--dead-letter",
+        metavar="FILE|kafka://HOST:PORT/TOPIC",
+        help="where rejected records go (default REPORT/dead_letter.jsonl)",
+    )
+    run.add_argument(
+        "--follow",
+        action="store_true",
+        default=None,
+        help="file sources: keep watching the directory and learn new files as they land",
+    )
+    run.add_argument(
+        "--min-batch",
+        type=_positive_int,
+        metavar="ROWS",
+        help="live streams: rows to gather before a training step (default 64) ...",
+    )
+    run.add_argument(
+        "--max-wait-ms",
+        type=_non_negative_float,
+        metavar="MS",
+        help="... waiting at most this long for them (default 100)",
+    )
+    run.add_argument(
+        "--max-lag-rows",
+        type=_positive_int,
+        metavar="ROWS",
+        help="past this lag a member samples its input to keep pace (default: never)",
+    )
+    run.add_argument(
+        "--lag-policy",
+        choices=["uniform", "newest"],
+        help="how to sample past --max-lag-rows: thin uniformly or skip to the newest (default "
+        "uniform)",
+    )
+    run.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR|URI",
+        help="where member checkpoints go (default REPORT/checkpoints; each run a new folder)",
+    )
+    run.add_argument(
+        "--checkpoint-every-rows",
+        type=_positive_int,
+        metavar="ROWS",
+        help="checkpoint, then commit offsets, every ROWS rows read (default 50000) or ...",
+    )
+    run.add_argument(
+        "--checkpoint-interval-s",
+        type=_positive_float,
+        metavar="S",
+        help="... every S seconds (default 10)",
+    )
+    run.add_argument(
+        "--no-checkpoints",
+        dest="checkpoints",
+        action="store_false",
+        default=None,
+        help="no checkpoints (then no offset is committed to the source)",
     )
     run.add_argument(
         "--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 32,32"
@@ -284,6 +357,11 @@ def _run(args: argparse.Namespace) -> int:
         key: value for key, value in vars(args).items() if key not in ("command", "config")
     }
     config = load_config(args.config, overrides)
+    # Open the source's metadata before TensorFlow loads: a bad URI is then one line,
+    # quickly, with none of TensorFlow's start-up notices before it.
+    from pipelines.sources import open_source
+
+    open_source(config.source_spec())
     # Heavy imports only once the arguments are known good: `--help` and errors stay fast.
     _quiet_runtime_logs()
     from pipelines.job import Job

@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.errors import ConfigError
-from actors.specs import MemberConfig, ModelSpec, StrategySpec
+from actors.specs import CheckpointSpec, IngestSpec, MemberConfig, ModelSpec, StrategySpec
+from pipelines.sources.base import SourceSpec
 
 __all__ = ["JobConfig", "load_config"]
 
@@ -50,8 +51,47 @@ class JobConfig(BaseModel):
     keep_serving: bool = Field(
         False, description="keep the HTTP endpoint up after a bounded stream ends"
     )
-    dead_letter: Path | None = Field(
-        None, description="JSON-lines file for rejected records (default: REPORT/dead_letter.jsonl)"
+    dead_letter: str | None = Field(
+        None,
+        description="where rejected records go: a JSON-lines file or kafka://host:port/topic "
+        "(default: REPORT/dead_letter.jsonl)",
+    )
+    follow: bool = Field(
+        False, description="file sources: keep watching the directory for new files (live)"
+    )
+    min_batch: int = Field(
+        64, ge=1, description="live streams: rows to gather before a training step ..."
+    )
+    max_wait_ms: float = Field(100.0, ge=0, description="... waiting at most this long for them")
+    max_lag_rows: int | None = Field(
+        None,
+        ge=1,
+        description="past this lag (rows available, not read) a member samples its input to "
+        "keep pace; default: never sample, learn every row",
+    )
+    lag_policy: Literal["uniform", "newest"] = Field(
+        "uniform",
+        description="how to sample past max_lag_rows: thin uniformly, or skip to the newest rows",
+    )
+    checkpoints: bool = Field(
+        True, description="members checkpoint their state, then commit their source offsets"
+    )
+    checkpoint_dir: str | None = Field(
+        None,
+        description="where checkpoints go (path or pyarrow.fs URI); each run writes a new "
+        "run-* folder in it (default: REPORT/checkpoints)",
+    )
+    checkpoint_every_rows: int = Field(
+        50_000, ge=1, description="checkpoint after at most this many rows read ..."
+    )
+    checkpoint_interval_s: float = Field(10.0, gt=0, description="... or this many seconds")
+    checkpoint_keep: int = Field(2, ge=1, description="checkpoints retained per member")
+    member_max_restarts: int = Field(
+        3, ge=0, description="times Ray restarts a crashed member; it resumes from its checkpoint"
+    )
+    learn_log: str | None = Field(
+        None,
+        description="JSON-lines audit file of the offsets every member learned (off by default)",
     )
     progress: bool = Field(True, description="show progress while training")
     impute_missing: bool = Field(
@@ -176,10 +216,55 @@ class JobConfig(BaseModel):
         return self.partitions if self.partitions is not None else self.members
 
     @property
-    def dead_letter_path(self) -> Path:
-        return (
-            self.dead_letter if self.dead_letter is not None else self.report / "dead_letter.jsonl"
+    def dead_letter_path(self) -> str:
+        """Where rejected records go: a file path or a ``kafka://`` topic URI."""
+        if self.dead_letter is not None:
+            return self.dead_letter
+        return str(self.report / "dead_letter.jsonl")
+
+    def member_config(self, checkpoint_uri: str | None = None) -> MemberConfig:
+        """The members' settings; `checkpoint_uri` is this run's checkpoint folder."""
+        return MemberConfig(
+            model=self.model_spec(),
+            strategy=self.strategy_spec(),
+            best_margin=self.best_margin or None,
+            batch_size=self.batch_size,
+            eval_fraction=self.eval_fraction,
+            window=self.window,
+            publish_interval_s=self.publish_interval_s,
+            publish_every_rows=self.publish_every_rows,
+            seed=self.seed,
+            ingest=IngestSpec(
+                min_batch=self.min_batch,
+                max_wait_ms=self.max_wait_ms,
+                max_lag_rows=self.max_lag_rows,
+                lag_policy=self.lag_policy,
+            ),
+            checkpoint=CheckpointSpec(
+                uri=checkpoint_uri,
+                every_rows=self.checkpoint_every_rows,
+                interval_s=self.checkpoint_interval_s,
+                keep=self.checkpoint_keep,
+            ),
+            learn_log=self.learn_log,
         )
+
+    def source_spec(self) -> SourceSpec:
+        """The `SourceSpec` every member opens its partitions from."""
+        return SourceSpec(
+            uri=self.source,
+            partitions=self.partition_count,
+            rows=self.rows,
+            seed=self.seed,
+            follow=self.follow,
+        )
+
+    @property
+    def checkpoint_root(self) -> str | None:
+        """Folder holding every run's checkpoints (None: checkpoints are off)."""
+        if not self.checkpoints:
+            return None
+        return self.checkpoint_dir or str(self.report / "checkpoints")
 
     def model_spec(self) -> ModelSpec:
         window = self.input_window
@@ -212,19 +297,6 @@ class JobConfig(BaseModel):
             for name, value in self.strategy_options.items()
         }
         return StrategySpec(name=self.strategy, schedule=self.lr_schedule, **options)
-
-    def member_config(self) -> MemberConfig:
-        return MemberConfig(
-            model=self.model_spec(),
-            strategy=self.strategy_spec(),
-            best_margin=self.best_margin or None,
-            batch_size=self.batch_size,
-            eval_fraction=self.eval_fraction,
-            window=self.window,
-            publish_interval_s=self.publish_interval_s,
-            publish_every_rows=self.publish_every_rows,
-            seed=self.seed,
-        )
 
     @classmethod
     def build(cls, **values: Any) -> JobConfig:

@@ -31,12 +31,13 @@ import ray
 from ray import serve
 
 from actors.coordinator import COORDINATOR_NAME, CoordinatorActor
+from actors.errors import ConfigError
 from actors.member import MemberActor
 from actors.models import build_model
 from actors.serve_app import build_app
 from pipelines.config import JobConfig
 from pipelines.report import ReportPaths, write_report
-from pipelines.sources import SourceSpec, open_source
+from pipelines.sources import open_source
 
 __all__ = ["APP_NAME", "Job", "assign_partitions"]
 
@@ -47,11 +48,20 @@ NAMESPACE = "online-ensemble"
 
 
 def assign_partitions(partitions: list[int], members: int) -> dict[int, list[int]]:
-    """Round-robin partitions over members: member i gets partitions i, i+m, i+2m, ..."""
+    """Round-robin partitions over members: member i gets partitions i, i+m, i+2m, ...
+
+    Raises:
+        ConfigError: if there are fewer partitions than members (a Kafka topic's partition
+            count is fixed; split sources take ``--partitions``).
+    """
     if members < 1:
-        raise ValueError(f"members must be >= 1, got {members}")
+        raise ConfigError(f"members must be >= 1, got {members}")
     if len(partitions) < members:
-        raise ValueError(f"{len(partitions)} partition(s) cannot feed {members} members")
+        raise ConfigError(
+            f"the source has {len(partitions)} partition(s), which cannot feed {members} "
+            f"members: use at most {len(partitions)} members, or more partitions where the "
+            "source can be split (--partitions)"
+        )
     return {m: partitions[m::members] for m in range(members)}
 
 
@@ -64,8 +74,14 @@ class Job:
 
     def __init__(self, config: JobConfig):
         self.config = config
-        self.source = SourceSpec(
-            uri=config.source, partitions=config.partition_count, rows=config.rows, seed=config.seed
+        self.source = config.source_spec()
+        root = config.checkpoint_root
+        # Each run checkpoints into a folder of its own, so a new run never resumes an
+        # old one by accident (a Kafka group's committed offsets still carry over).
+        self.checkpoint_uri = (
+            None
+            if root is None
+            else f"{root.rstrip('/')}/run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         )
         self._owns_ray = False
         self._members: dict[int, Any] = {}
@@ -127,16 +143,22 @@ class Job:
             history_interval_s=cfg.history_interval_s,
         )
         cfg.report.mkdir(parents=True, exist_ok=True)
-        member_config = cfg.member_config()
+        member_config = cfg.member_config(self.checkpoint_uri)
         for member_id, owned in self.partitions_by_member.items():
-            actor = MemberActor.options(num_cpus=member_cpus).remote(  # type: ignore[attr-defined]
+            # A crashed member restarts and Ray retries its `run`, which resumes from the
+            # member's newest checkpoint (see actors/member.py).
+            actor = MemberActor.options(  # type: ignore[attr-defined]
+                num_cpus=member_cpus,
+                max_restarts=cfg.member_max_restarts,
+                max_task_retries=-1 if cfg.member_max_restarts else 0,
+            ).remote(
                 member_id,
                 self.source,
                 owned,
                 member_config,
                 self._coordinator,
                 num_cpus=member_cpus,
-                dead_letter_path=str(cfg.dead_letter_path),
+                dead_letter_path=cfg.dead_letter_path,
             )
             self._members[member_id] = actor
         serve.start(
@@ -311,6 +333,11 @@ class Job:
                     for k in (
                         "rows",
                         "rows_seen",
+                        "rows_sampled",
+                        "idle_steps",
+                        "lag",
+                        "checkpoints",
+                        "restored_from",
                         "rows_per_s",
                         "offsets",
                         "tf_threads",
@@ -327,6 +354,10 @@ class Job:
             "rows_seen": sum(int((s or {}).get("rows_seen", 0)) for s in member_stats.values()),
             "rows_trained": rows_trained,
             "dead_letter": sum(int((s or {}).get("dead_letter", 0)) for s in member_stats.values()),
+            # Rows skipped to keep pace with a fast stream (max_lag_rows): counted, never lost.
+            "rows_sampled": sum(
+                int((s or {}).get("rows_sampled", 0)) for s in member_stats.values()
+            ),
             # Sequence models: a partition's first window - 1 rows are context only.
             "rows_context": sum(
                 int((s or {}).get("rows_context", 0)) for s in member_stats.values()
@@ -345,7 +376,8 @@ class Job:
         report = self._assemble(summary, dict(self._final))
         report["source"] = self.config.source
         report["startup_and_run_s"] = round(time.monotonic() - (self._started_at or 0.0), 3)
-        report["dead_letter_path"] = str(self.config.dead_letter_path)
+        report["dead_letter_path"] = self.config.dead_letter_path
+        report["checkpoint_dir"] = self.checkpoint_uri
         report["config"] = self.config.model_dump(mode="json")
         report["stopped_early"] = self._stop.is_set()
         return report

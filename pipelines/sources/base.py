@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from pipelines.schema import StreamSchema
+from pipelines.schema import DeadLetter, StreamSchema
 
 __all__ = ["PartitionReader", "SourceBatch", "SourceSpec", "StreamSource"]
 
@@ -64,6 +64,8 @@ class SourceBatch:
             ``first_offset, first_offset + 1, ...``; None when they are.
         end_offset: the position after this batch, when it is not
             ``first_offset + batch.num_rows`` (Kafka: one past the last message read).
+        dead_letters: records the source could not turn into rows (unparseable JSON, a
+            CSV line with the wrong field count); the member counts and sinks them.
     """
 
     partition: int
@@ -71,6 +73,7 @@ class SourceBatch:
     batch: pa.RecordBatch
     offsets: np.ndarray | None = None
     end_offset: int | None = None
+    dead_letters: tuple[DeadLetter, ...] = ()
 
     @property
     def next_offset(self) -> int:

@@ -86,6 +86,7 @@ class PrefetchingReader:
         self._changed = threading.Condition()  # guards _buffer, _read_size, _closed
         self._inner_lock = threading.Lock()  # one call into the inner reader at a time
         self._read_size = 0
+        self._wait_s = 0.0
         self._closed = False
         self._leftover: SourceBatch | None = None  # the tail of a split batch
         self._ended: _Failure | None = None  # sticky once the caller has met the end
@@ -97,8 +98,11 @@ class PrefetchingReader:
         """Offset of the next row the caller's `read_batch` returns."""
         return self._position
 
-    def read_batch(self, max_rows: int) -> SourceBatch | None:
+    def read_batch(self, max_rows: int, max_wait_s: float = 0.0) -> SourceBatch | None:
         """Up to `max_rows` rows from `position`, or None when the partition is exhausted.
+
+        On a live partition the thread's reads wait up to the `max_wait_s` of the latest
+        request (an empty batch is buffered like any other).
 
         Raises:
             ConfigError: if `max_rows` < 1.
@@ -116,6 +120,7 @@ class PrefetchingReader:
         if self._leftover is not None:
             read, self._leftover = self._leftover, None
         else:
+            self._wait_s = float(max_wait_s)
             item = self._next_item(max_rows)
             if item is None:
                 self._exhausted = True
@@ -125,10 +130,22 @@ class PrefetchingReader:
                 raise item.error
             read = item
         if read.batch.num_rows > max_rows:
+            offsets = read.row_offsets()
             self._leftover = SourceBatch(
-                read.partition, read.first_offset + max_rows, read.batch.slice(max_rows)
+                read.partition,
+                int(offsets[max_rows]),
+                read.batch.slice(max_rows),
+                offsets=None if read.offsets is None else offsets[max_rows:],
+                end_offset=read.end_offset,
             )
-            read = SourceBatch(read.partition, read.first_offset, read.batch.slice(0, max_rows))
+            read = SourceBatch(
+                read.partition,
+                read.first_offset,
+                read.batch.slice(0, max_rows),
+                offsets=None if read.offsets is None else offsets[:max_rows],
+                end_offset=int(offsets[max_rows]),
+                dead_letters=read.dead_letters,
+            )
         self._position = read.next_offset
         return read
 
@@ -206,7 +223,7 @@ class PrefetchingReader:
             item: _Item
             try:
                 with self._inner_lock:
-                    item = self.inner.read_batch(size)
+                    item = self.inner.read_batch(size, self._wait_s)
             except BaseException as error:  # delivered to the caller, in order
                 item = _Failure(error)
             with self._changed:

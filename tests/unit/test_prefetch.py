@@ -60,7 +60,7 @@ class ScriptedReader:
     def position(self) -> int:
         return self._position
 
-    def read_batch(self, max_rows: int) -> SourceBatch | None:
+    def read_batch(self, max_rows: int, max_wait_s: float = 0.0) -> SourceBatch | None:
         self.entered += 1
         self.gate.wait()
         self.reads += 1
