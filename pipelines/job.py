@@ -334,6 +334,7 @@ class Job:
                         "rows",
                         "rows_seen",
                         "rows_sampled",
+                        "batches",
                         "idle_steps",
                         "lag",
                         "checkpoints",
