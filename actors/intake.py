@@ -89,6 +89,15 @@ class PartitionIntake:
         self._rng = np.random.default_rng([seed, 0x1A6])
 
     @property
+    def next_reader(self) -> int:
+        """Index of the reader the next step tries first (round-robin; checkpointed)."""
+        return self._next
+
+    @next_reader.setter
+    def next_reader(self, index: int) -> None:
+        self._next = index % len(self.readers)
+
+    @property
     def done(self) -> bool:
         """Whether every partition is bounded and fully read."""
         return len(self.exhausted) == len(self.readers)

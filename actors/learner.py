@@ -282,7 +282,8 @@ class OnlineLearner:
 
         Keys: ``weight/I`` (network, normaliser included), ``optimizer/I`` (Adam's step
         count, moments and rate), ``reservoir/x|y|seen`` for ``replay``, and the counters.
-        The distill anchor and the reset monitor's block restart empty after a restore.
+        The distill anchor and the reset monitor's block restart empty after a restore,
+        and the reservoir's sampling generator is reseeded (its held rows are kept).
         """
         arrays = {f"weight/{i}": w for i, w in enumerate(self.model.get_weights())}
         for i, variable in enumerate(self._optimizer.variables):

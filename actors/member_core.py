@@ -260,6 +260,7 @@ class MemberCore:
             "counters": {name: getattr(self, name) for name in self._COUNTERS},
             "recent": totals,
             "window_warmup": windows,
+            "next_reader": self.intake.next_reader,
             "task": self.config.model.task,
             "model": self.config.model.kind,
             "strategy": self.config.strategy.name,
@@ -286,6 +287,7 @@ class MemberCore:
         self.recent.load_state(arrays["recent/values"], meta["recent"])
         for name, value in meta["counters"].items():
             setattr(self, name, int(value))
+        self.intake.next_reader = int(meta.get("next_reader", 0))
         for partition, windowed in self._windows.items():
             if f"window/{partition}" in arrays:
                 windowed.restore(

@@ -5,8 +5,9 @@ import re
 import numpy as np
 import pytest
 
+from actors.errors import CheckpointError
 from actors.member_core import MemberCore
-from actors.specs import MemberConfig, ModelSpec
+from actors.specs import MemberConfig, ModelSpec, StrategySpec
 from pipelines.schema import StreamSchema
 from tests.helpers import ArrayReader
 
@@ -64,3 +65,78 @@ def test_sequence_windows_never_span_two_partitions():
     np.testing.assert_array_equal(windows[:, -1], labels)
     assert len(labels) == 2 * (20 - 3)  # each partition: 3 context rows
     assert core.stats()["rows_context"] == 6
+
+
+class _Reopenable(ArrayReader):
+    """An ArrayReader that can be opened at an offset, as a source reopens a partition."""
+
+    def __init__(self, x, y, partition: int, offset: int = 0):
+        super().__init__(x, y, partition)
+        self._at = offset
+
+
+@pytest.mark.parametrize(
+    ("spec", "strategy"),
+    [
+        (ModelSpec(), StrategySpec()),
+        (ModelSpec(), StrategySpec(name="replay", replay_size=512)),
+        (ModelSpec(kind="conv1d", window=8, task="regression"), StrategySpec()),
+    ],
+    ids=["mlp", "mlp-replay", "conv1d-regression"],
+)
+def test_state_then_restore_continues_exactly_where_the_checkpoint_was(spec, strategy):
+    """A restored member has the same weights, optimizer, counters, windows and recent
+    accuracy, and its next steps learn exactly what the original's would have."""
+    rng = np.random.default_rng(1)
+    x = rng.random((3000, 2), dtype=np.float32)
+    y = (x.sum(axis=1) > 1).astype(np.float32) if spec.task == "binary" else x.sum(axis=1)
+    schema = StreamSchema(("x0", "x1"))
+    config = MemberConfig(
+        model=spec, strategy=strategy, batch_size=100, eval_fraction=0.0, best_margin=None
+    )
+
+    def core_at(offsets: dict[int, int]) -> MemberCore:
+        readers = [_Reopenable(x[p::2], y[p::2], p, offsets.get(p, 0)) for p in (0, 1)]
+        return MemberCore(0, readers, schema, config)
+
+    original = core_at({})
+    for _ in range(9):
+        original.step()
+    arrays, meta = original.state()
+    assert meta["offsets"] == {"0": 500, "1": 400}
+    restored = core_at({int(p): o for p, o in meta["offsets"].items()})
+    restored.restore(arrays, meta)
+    for ours, theirs in zip(
+        original.learner.get_weights(), restored.learner.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(ours, theirs)
+    assert restored.stats()["rows"] == original.stats()["rows"]
+    assert restored.recent.value() == original.recent.value()
+    for _ in range(4):
+        original.step()
+        restored.step()
+    assert original.offsets() == restored.offsets()
+    if strategy.name == "replay":
+        return  # its reservoir draws from a freshly seeded generator after a restore
+    for ours, theirs in zip(
+        original.learner.get_weights(), restored.learner.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert original.stats()["rows_context"] == restored.stats()["rows_context"]
+    assert original.rows_seen == restored.rows_seen
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_the_reason():
+    schema = StreamSchema(("x0", "x1"))
+    x = np.zeros((10, 2), np.float32)
+    y = np.zeros(10, np.float32)
+    mlp = MemberCore(0, [ArrayReader(x, y)], schema, MemberConfig(best_margin=None))
+    arrays, meta = mlp.state()
+    other = MemberCore(
+        0,
+        [ArrayReader(x, y)],
+        schema,
+        MemberConfig(model=ModelSpec(task="regression"), best_margin=None),
+    )
+    with pytest.raises(CheckpointError, match="task 'binary', this job uses 'regression'"):
+        other.restore(arrays, meta)
