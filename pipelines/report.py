@@ -150,7 +150,12 @@ def summarise(report: Mapping[str, Any]) -> str:
     lines = [
         f"rows: {_fmt_int(report.get('rows_seen'))} seen, "
         f"{_fmt_int(report.get('rows_trained'))} trained, "
-        f"{_fmt_int(report.get('dead_letter'))} dead-letter",
+        f"{_fmt_int(report.get('dead_letter'))} dead-letter"
+        + (
+            f", {_fmt_int(report.get('rows_sampled'))} sampled away to keep pace"
+            if report.get("rows_sampled")
+            else ""
+        ),
         f"throughput: {_fmt_int(report.get('throughput_rows_per_s'))} rows/s "
         f"over {_fmt_float(report.get('elapsed_s'), 1)} s",
         f"{'error (RMSE)' if metric == 'error' else 'accuracy'} on "

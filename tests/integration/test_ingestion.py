@@ -231,3 +231,43 @@ def test_a_member_on_a_slow_stream_gathers_min_batch_rows(ray_local, tmp_path):
         assert produced / batches >= 40, (produced, batches)
     finally:
         job.shutdown()
+
+
+def test_follow_mode_learns_files_as_they_land(ray_local, tmp_path):
+    """Files renamed into a followed directory while the job runs are all learned."""
+    import pyarrow.parquet as pq
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+
+    def land(index: int, rows: int) -> None:
+        hidden = landing / f".part-{index}.parquet"  # writers land files by rename
+        pq.write_table(pa.Table.from_batches([hyperplane_rows(rows, 100 + index)]), hidden)
+        hidden.rename(landing / f"part-{index}.parquet")
+
+    land(0, 3_000)
+    config = JobConfig(
+        source=str(landing),
+        follow=True,
+        members=2,
+        port=free_port(),
+        report=tmp_path / "report",
+        progress=False,
+    )
+    job = Job(config)
+    job.start()
+    try:
+        produced = 3_000
+        for index in range(1, 6):
+            land(index, 2_000)
+            produced += 2_000
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.status()["rows_seen"] < produced:
+            time.sleep(0.2)  # polling the job's progress under a deadline
+        job.request_stop()
+        report = job.wait()
+        reconciles(report, produced)
+        assert report["dead_letter"] == 0
+        assert report["stopped_early"] is True  # a followed directory never ends by itself
+    finally:
+        job.shutdown()
