@@ -140,3 +140,38 @@ def test_a_checkpoint_of_another_model_is_refused_with_the_reason():
     )
     with pytest.raises(CheckpointError, match="task 'binary', this job uses 'regression'"):
         other.restore(arrays, meta)
+
+
+@pytest.mark.parametrize(
+    ("uri", "spec"),
+    [
+        ("synthetic://hyperplane", ModelSpec()),
+        ("synthetic://sea", ModelSpec()),
+        ("synthetic://agrawal", ModelSpec()),
+        ("synthetic://delivery", ModelSpec()),
+        ("synthetic://periodic", ModelSpec(kind="conv1d", window=8, task="regression")),
+    ],
+)
+@pytest.mark.parametrize("policy", ["uniform", "newest"])
+def test_every_generator_reconciles_learned_sampled_dead_and_context(uri, spec, policy):
+    """rows learned + window context + sampled away + dead letters == rows produced."""
+    from actors.specs import IngestSpec
+    from pipelines.sources import SourceSpec, open_source
+
+    produced = 20_000
+    source = open_source(SourceSpec(f"{uri}?rows={produced}", partitions=2, seed=5))
+    config = MemberConfig(
+        model=spec,
+        batch_size=256,
+        eval_fraction=0.0,
+        best_margin=None,
+        ingest=IngestSpec(max_lag_rows=3_000, lag_policy=policy),
+    )
+    core = MemberCore(0, [source.open(p) for p in (0, 1)], source.schema, config)
+    while core.step() is not None:
+        pass
+    stats = core.stats()
+    assert stats["rows_seen"] == produced
+    assert stats["rows_sampled"] > 0
+    accounted = stats["rows"] + stats["rows_context"] + stats["rows_sampled"]
+    assert accounted + stats["dead_letter"] == produced, stats
