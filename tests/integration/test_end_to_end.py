@@ -27,12 +27,14 @@ FEATURES = [f"x{i}" for i in range(10)]
 ROW = {name: 0.5 for name in FEATURES}
 
 
-def run_job(tmp_path, source: str, *, predict_while_training: bool = False, **settings):
+def run_job(
+    tmp_path, source: str, *, predict_while_training: bool = False, rows: int = ROWS, **settings
+):
     """Run a 4-member job to the end; optionally a client predicts throughout."""
     config = JobConfig(
         source=source,
         members=4,
-        rows=ROWS,
+        rows=rows,
         port=free_port(),
         report=tmp_path,
         progress=False,

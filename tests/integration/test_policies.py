@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.integration.test_end_to_end import ROWS, run_job
+from tests.integration.test_end_to_end import run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,13 +27,21 @@ STREAM = "synthetic://hyperplane?noise=0.02,0.02,0.02,0.5&drift_at=none,none,0.3
 # others while all are still learning, and hedge (sharp by design) gives it most of
 # the weight, which says nothing about the member that will drift.
 BEFORE = (0.15, 0.27)
+# Members learn ~100k rows/s on two cores while the coordinator records a history point
+# every 50-100 ms, so a window of 12% of the stream needs about a million rows to hold
+# the handful of points each assertion takes a median over.
+ROWS = 1_000_000
 
 
 @pytest.fixture(scope="module")
 def hedge_run(ray_local, tmp_path_factory):
     # A dense history (every 50 ms) so that each window below holds enough points.
     job, report, _ = run_job(
-        tmp_path_factory.mktemp("hedge"), STREAM, policy="hedge", history_interval_s=0.05
+        tmp_path_factory.mktemp("hedge"),
+        STREAM,
+        rows=ROWS,
+        policy="hedge",
+        history_interval_s=0.05,
     )
     job.shutdown()
     by_policy = report["policy"]["accuracy_by_policy"]
