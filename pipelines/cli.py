@@ -77,6 +77,15 @@ def _hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _member_counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated member counts like 1,2,4, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="online-ensemble",
@@ -295,6 +304,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=1_000_000,
         help="stream rows the bare step and the member train on (default 1000000)",
     )
+    ingest_bench = benches.add_parser(
+        "ingest",
+        help="source read rows/s (Kafka, Parquet) against training rows/s, 1/2/4 members",
+        description="Rows/s that 1, 2 and 4 members read from a Kafka endpoint (librdkafka's "
+        "mock cluster, started in this process: Arrow IPC messages, and JSON records for "
+        "contrast) and from Parquet, through the members' read path (intake and validation), "
+        "side by side with the rows/s the same number of MemberActors train on the same "
+        "source; reports read / train per source and member count against the 5x target. "
+        "Starts its own embedded Ray.",
+    )
+    ingest_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ingest_bench.add_argument(
+        "--rows",
+        type=_positive_int,
+        default=200_000,
+        help="rows of the Kafka Arrow and Parquet streams, at most 320000 (Kafka JSON: at most "
+        "48000 of them; default 200000)",
+    )
+    ingest_bench.add_argument(
+        "--members",
+        type=_member_counts,
+        default=(1, 2, 4),
+        metavar="N,N,...",
+        help="member counts to measure, each 1..4 (default 1,2,4)",
+    )
     return parser
 
 
@@ -323,10 +357,27 @@ def _bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_ingest(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pipelines.bench.ingest_bench import result_table, run_ingest_bench
+
+    # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_ingest_bench(rows=args.rows, members=args.members)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print(result_table(result))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     _quiet_runtime_logs()
     if args.bench == "train":
         return _bench_train(args)
+    if args.bench == "ingest":
+        return _bench_ingest(args)
     from pipelines.bench.serve_bench import run_serve_bench
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
