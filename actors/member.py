@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 
+from actors.errors import SourceError
 from actors.member_core import MemberCore
 from actors.snapshot import MemberSnapshot
 from actors.specs import MemberConfig
@@ -98,6 +99,7 @@ class MemberActor:
         self._sink = open_dead_letter_sink(dead_letter_path, member_id=member_id)
         self._learn_log = LearnLog(config.learn_log, member_id) if config.learn_log else None
         self._checkpoints = 0
+        self._commit_failures = 0
         self._checkpointed_rows = self._core.rows_seen
         self._checkpointed_at = time.monotonic()
         self._stop = threading.Event()
@@ -160,7 +162,13 @@ class MemberActor:
             arrays, meta = self._core.state()
             self._store.save(self._name, arrays, meta)
             for reader in self._core.readers:
-                reader.commit(reader.position)
+                try:
+                    reader.commit(reader.position)
+                except SourceError as exc:
+                    # The checkpoint is the state; a commit that fails (brokers away) only
+                    # leaves the group's offset behind until the next one succeeds.
+                    self._commit_failures += 1
+                    logger.warning("member %d: %s", self._core.member_id, exc)
             self._checkpoints += 1
             self._checkpointed_rows = self._core.rows_seen
             self._checkpointed_at = time.monotonic()
@@ -208,5 +216,6 @@ class MemberActor:
         stats["publishes"] = self._publishes
         stats["tf_threads"] = self._threads
         stats["checkpoints"] = self._checkpoints
+        stats["commit_failures"] = self._commit_failures
         stats["restored_from"] = self.restored_from
         return stats
