@@ -19,7 +19,7 @@ generator's own, so no two generators share a random stream. Prefixes in use:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -130,3 +130,19 @@ def frozen(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for array in columns.values():
         array.flags.writeable = False
     return columns
+
+
+class PerPartitionDrift:
+    """`switch_offset` and `noise` for a generator whose options hold per-partition
+    ``drift_at`` and ``noise`` lists (cycled over partitions)."""
+
+    options: Any
+    layout: PartitionLayout
+
+    def switch_offset(self, partition: int) -> int | None:
+        """First offset of `partition` after its drift; None for no drift."""
+        return self.layout.switch_offset(partition, self.options.drift_at)
+
+    def noise(self, partition: int) -> float:
+        """The noise of `partition` (a label-flip probability; periodic: a std)."""
+        return float(cycled(self.options.noise, partition))

@@ -97,6 +97,13 @@ def parse_floats(name: str, text: str, expected: str) -> tuple[float, ...]:
     return tuple(parse_float(name, part, expected) for part in text.split(","))
 
 
+def parse_flip_noise(values: dict[str, str], default: tuple[float, ...]) -> tuple[float, ...]:
+    """The ``noise`` option as per-partition label-flip probabilities, or `default`."""
+    if "noise" not in values:
+        return default
+    return parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
+
+
 def parse_ints(name: str, text: str, expected: str) -> tuple[int, ...]:
     return tuple(parse_int(name, part.strip(), expected) for part in text.split(","))
 

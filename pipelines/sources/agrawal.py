@@ -56,6 +56,7 @@ from pipelines.schema import StreamSchema
 from pipelines.sources._synthetic_base import (
     BLOCK_ROWS,
     PartitionLayout,
+    PerPartitionDrift,
     block_offsets,
     block_rng,
     drifted,
@@ -68,8 +69,8 @@ from pipelines.sources._synthetic_options import (
     check_rows,
     cycled,
     parse_drift_at,
+    parse_flip_noise,
     parse_float,
-    parse_floats,
     parse_ints,
     parse_rows,
     query_values,
@@ -290,11 +291,7 @@ class AgrawalOptions:
             function=functions.get("function", cls.function),
             drift_function=functions.get("drift_function", cls.drift_function),
             drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
-            noise=(
-                parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
-                if "noise" in values
-                else cls.noise
-            ),
+            noise=parse_flip_noise(values, cls.noise),
             perturbation=(
                 parse_float("perturbation", values["perturbation"], "a fraction in [0, 1]")
                 if "perturbation" in values
@@ -304,7 +301,7 @@ class AgrawalOptions:
         )
 
 
-class AgrawalGenerator:
+class AgrawalGenerator(PerPartitionDrift):
     """The rows of ``synthetic://agrawal``: nine applicant attributes, 0/1 labels.
 
     Args:
@@ -325,14 +322,6 @@ class AgrawalGenerator:
         """The generator of `spec`, with options parsed from the URI's `query`."""
         options = AgrawalOptions.from_query(query)
         return cls(options, spec.seed, PartitionLayout.of(spec, options.rows))
-
-    def switch_offset(self, partition: int) -> int | None:
-        """First offset of `partition` under its drift function; None for no switch."""
-        return self.layout.switch_offset(partition, self.options.drift_at)
-
-    def noise(self, partition: int) -> float:
-        """Label-flip probability of `partition`."""
-        return cycled(self.options.noise, partition)
 
     def function(self, partition: int, offset: int) -> int:
         """The classification function in force at `offset` of `partition`."""

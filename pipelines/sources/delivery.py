@@ -74,6 +74,7 @@ from pipelines.schema import StreamSchema
 from pipelines.sources._synthetic_base import (
     BLOCK_ROWS,
     PartitionLayout,
+    PerPartitionDrift,
     block_offsets,
     block_rng,
     drifted,
@@ -86,7 +87,7 @@ from pipelines.sources._synthetic_options import (
     cycled,
     parse_bool,
     parse_drift_at,
-    parse_floats,
+    parse_flip_noise,
     parse_ints,
     parse_rows,
     query_values,
@@ -278,11 +279,7 @@ class DeliveryOptions:
                 else cls.shops
             ),
             drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
-            noise=(
-                parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
-                if "noise" in values
-                else cls.noise
-            ),
+            noise=parse_flip_noise(values, cls.noise),
             leaky=parse_bool("leaky", values["leaky"]) if "leaky" in values else cls.leaky,
             rows=parse_rows(values),
         )
@@ -339,7 +336,7 @@ class ShopTable:
         )
 
 
-class DeliveryGenerator:
+class DeliveryGenerator(PerPartitionDrift):
     """The rows of ``synthetic://delivery``: shop-hours, busy or not.
 
     Args:
@@ -373,10 +370,6 @@ class DeliveryGenerator:
             return None
         shops = self.shops(partition)
         return min(self.layout.partition_rows(partition), -(-offset // shops) * shops)
-
-    def noise(self, partition: int) -> float:
-        """Label-flip probability of `partition`."""
-        return cycled(self.options.noise, partition)
 
     def shop_table(self, partition: int) -> ShopTable:
         """The shops of `partition` (drawn once, then kept)."""

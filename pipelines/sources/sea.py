@@ -34,6 +34,7 @@ from pipelines.schema import StreamSchema
 from pipelines.sources._synthetic_base import (
     BLOCK_ROWS,
     PartitionLayout,
+    PerPartitionDrift,
     block_offsets,
     block_rng,
     drifted,
@@ -46,7 +47,7 @@ from pipelines.sources._synthetic_options import (
     check_rows,
     cycled,
     parse_drift_at,
-    parse_floats,
+    parse_flip_noise,
     parse_ints,
     parse_rows,
     query_values,
@@ -114,16 +115,12 @@ class SeaOptions:
             concept=concepts.get("concept", cls.concept),
             drift_concept=concepts.get("drift_concept", cls.drift_concept),
             drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
-            noise=(
-                parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
-                if "noise" in values
-                else cls.noise
-            ),
+            noise=parse_flip_noise(values, cls.noise),
             rows=parse_rows(values),
         )
 
 
-class SeaGenerator:
+class SeaGenerator(PerPartitionDrift):
     """The rows of ``synthetic://sea``: three features in [0, 10], 0/1 labels.
 
     Args:
@@ -144,14 +141,6 @@ class SeaGenerator:
         """The generator of `spec`, with options parsed from the URI's `query`."""
         options = SeaOptions.from_query(query)
         return cls(options, spec.seed, PartitionLayout.of(spec, options.rows))
-
-    def switch_offset(self, partition: int) -> int | None:
-        """First offset of `partition` on its drift concept; None for no switch."""
-        return self.layout.switch_offset(partition, self.options.drift_at)
-
-    def noise(self, partition: int) -> float:
-        """Label-flip probability of `partition`."""
-        return cycled(self.options.noise, partition)
 
     def threshold(self, partition: int, offset: int) -> float:
         """``theta`` in force at `offset` of `partition`: the label is ``f0 + f1 <= theta``.

@@ -92,6 +92,7 @@ from pipelines.sources._synthetic_base import (
     BLOCK_ROWS,
     DEFAULT_ROWS,
     PartitionLayout,
+    PerPartitionDrift,
     SyntheticGenerator,
     block_offsets,
     block_rng,
@@ -102,8 +103,8 @@ from pipelines.sources._synthetic_options import (
     check_drift_at,
     check_flip_noise,
     check_rows,
-    cycled,
     parse_drift_at,
+    parse_flip_noise,
     parse_float,
     parse_floats,
     parse_int,
@@ -224,11 +225,7 @@ class HyperplaneOptions:
                 else cls.features
             ),
             drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
-            noise=(
-                parse_floats("noise", values["noise"], "comma-separated probabilities in [0, 1]")
-                if "noise" in values
-                else cls.noise
-            ),
+            noise=parse_flip_noise(values, cls.noise),
             rotation=(
                 parse_float("rotation", values["rotation"], "radians per row >= 0")
                 if "rotation" in values
@@ -301,7 +298,7 @@ class HyperplaneConcept:
         return np.asarray(score)
 
 
-class HyperplaneGenerator:
+class HyperplaneGenerator(PerPartitionDrift):
     """The rows of ``synthetic://hyperplane``: points in the unit cube, 0/1 labels.
 
     Args:
@@ -323,14 +320,6 @@ class HyperplaneGenerator:
         """The generator of `spec`, with options parsed from the URI's `query`."""
         options = HyperplaneOptions.from_query(query)
         return cls(options, spec.seed, PartitionLayout.of(spec, options.rows))
-
-    def switch_offset(self, partition: int) -> int | None:
-        """First offset of `partition` generated from the new concept; None for no switch."""
-        return self.layout.switch_offset(partition, self.options.drift_at)
-
-    def noise(self, partition: int) -> float:
-        """Label-flip probability of `partition`."""
-        return cycled(self.options.noise, partition)
 
     def concept_weights(self, partition: int, offset: int) -> np.ndarray:
         """Weights ``w`` in force at `offset` of `partition` (label: ``x @ w > w.sum() / 2``)."""
@@ -448,7 +437,7 @@ class PeriodicOptions:
         )
 
 
-class PeriodicGenerator:
+class PeriodicGenerator(PerPartitionDrift):
     """The rows of ``synthetic://periodic``: a noisy wave and its next value.
 
     Args:
@@ -469,14 +458,6 @@ class PeriodicGenerator:
         """The generator of `spec`, with options parsed from the URI's `query`."""
         options = PeriodicOptions.from_query(query)
         return cls(options, spec.seed, PartitionLayout.of(spec, options.rows))
-
-    def switch_offset(self, partition: int) -> int | None:
-        """First offset of `partition` with the new period and shape; None for no drift."""
-        return self.layout.switch_offset(partition, self.options.drift_at)
-
-    def noise(self, partition: int) -> float:
-        """Standard deviation of `partition`'s observation noise."""
-        return cycled(self.options.noise, partition)
 
     def phase(self, partition: int) -> float:
         """Phase of `partition`'s wave in radians, in [0, 2 pi), drawn from the seed."""
