@@ -28,12 +28,17 @@ from actors.ensemble_model import EnsembleModel
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
+from pipelines.checkpoint import CheckpointStore
 
-__all__ = ["COORDINATOR_NAME", "CoordinatorActor"]
+__all__ = ["COORDINATOR_CHECKPOINT", "COORDINATOR_NAME", "RESTART_VERSION_GAP", "CoordinatorActor"]
 
 logger = logging.getLogger(__name__)
 
 COORDINATOR_NAME = "online-ensemble-coordinator"
+COORDINATOR_CHECKPOINT = "coordinator"
+RESTART_VERSION_GAP = 1_000_000
+"""How far above its checkpointed version a restarted coordinator numbers snapshots: more
+than any coordinator publishes between two checkpoints (a few hundred a second)."""
 
 
 # Replicas poll for fresh snapshots; in the default (single-threaded, in-order) group those
@@ -53,6 +58,15 @@ class CoordinatorActor:
         cap: maximum weight of any member.
         policy_params: the policy's own parameters (``temperature``, ``eta``).
         history_interval_s: how often a history point is recorded.
+        checkpoint_uri: this run's checkpoint folder (None: no coordinator checkpoints).
+        checkpoint_interval_s: how often the version and history are checkpointed.
+
+    Restarts (Ray ``max_restarts``): a restarted coordinator reads its checkpoint and
+    numbers versions `RESTART_VERSION_GAP` above the version it holds, so every replica,
+    which never goes back to an older version, takes the new snapshots. Its history
+    continues from the checkpoint. The recent-accuracy windows start empty, so weights
+    are uniform until the shared sample refills them; members republish within
+    `publish_interval_s`, and Serve answers from its last good snapshot meanwhile.
     """
 
     def __init__(
@@ -67,6 +81,8 @@ class CoordinatorActor:
         cap: float = 1.0,
         policy_params: dict[str, Any] | None = None,
         history_interval_s: float = 0.2,
+        checkpoint_uri: str | None = None,
+        checkpoint_interval_s: float = 2.0,
     ):
         configure_tensorflow(1)
         self._core = CoordinatorCore(
@@ -93,6 +109,40 @@ class CoordinatorActor:
         # recent publishes: measures publish-to-serving delay and where it goes. Bounded.
         self._publish_times: deque[tuple[int, float, float]] = deque(maxlen=10_000)
         self._busy_s = 0.0  # time spent handling publishes: is the coordinator keeping up?
+        self._store = CheckpointStore(checkpoint_uri, keep=2) if checkpoint_uri else None
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._checkpointed_at = -float("inf")  # the first publish checkpoints at once
+        self.restarts = 0
+        self._restore()
+
+    def _restore(self) -> None:
+        """Continue a previous incarnation's numbering and history (after a restart)."""
+        checkpoint = self._store.latest(COORDINATOR_CHECKPOINT) if self._store else None
+        if checkpoint is None:
+            return
+        meta = checkpoint.meta
+        self._version = int(meta["version"]) + RESTART_VERSION_GAP
+        self._core.history = list(meta["history"])
+        self.restarts = int(meta.get("restarts", 0)) + 1
+        self._started -= float(meta.get("elapsed_s", 0.0))
+        logger.warning(
+            "coordinator restarted (restart %d): versions continue at %d",
+            self.restarts,
+            self._version,
+        )
+        self._checkpoint()  # a second crash must not reuse the same numbers
+
+    def _checkpoint(self) -> None:
+        if self._store is None:
+            return
+        meta = {
+            "version": self._version,
+            "history": self._core.history,
+            "restarts": self.restarts,
+            "elapsed_s": time.monotonic() - self._started,
+        }
+        self._store.save(COORDINATOR_CHECKPOINT, {}, meta)
+        self._checkpointed_at = time.monotonic()
 
     def publish(
         self,
@@ -134,6 +184,8 @@ class CoordinatorActor:
             self._last_history = now
         self._latest = self._assemble_snapshot()
         self._publishes += 1
+        if now - self._checkpointed_at >= self._checkpoint_interval_s:
+            self._checkpoint()
         self._busy_s += time.perf_counter() - began
         return self._version
 
@@ -186,6 +238,7 @@ class CoordinatorActor:
         summary = self._core.summary()
         summary["weights_version"] = self._version
         summary["coordinator"] = {
+            "restarts": self.restarts,
             "publishes": self._publishes,
             "busy_s": round(self._busy_s, 3),
             "mean_publish_ms": round(1000 * self._busy_s / max(self._publishes, 1), 3),

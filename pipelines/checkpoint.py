@@ -111,7 +111,7 @@ class CheckpointStore:
         try:
             self._fs.create_dir(directory, recursive=True)
             self._write(f"{stem}.npz", data)
-            self._write(f"{stem}.json", json.dumps(manifest, sort_keys=True).encode())
+            self._write(f"{stem}.json", json.dumps(manifest, default=_plain).encode())
         except OSError as exc:
             raise CheckpointError(
                 f"cannot write checkpoint {stem} under {self.root!r}: {exc}"
@@ -213,3 +213,12 @@ class CheckpointStore:
                     self._fs.delete_file(stem + suffix)
                 except OSError as exc:
                     logger.warning("cannot delete old checkpoint file %s%s: %s", stem, suffix, exc)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for NumPy scalars and arrays in checkpoint metadata."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"checkpoint metadata cannot hold {type(value).__name__}")

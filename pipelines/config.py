@@ -89,6 +89,11 @@ class JobConfig(BaseModel):
     member_max_restarts: int = Field(
         3, ge=0, description="times Ray restarts a crashed member; it resumes from its checkpoint"
     )
+    coordinator_max_restarts: int = Field(
+        3,
+        ge=0,
+        description="times Ray restarts a crashed coordinator; it continues from its checkpoint",
+    )
     learn_log: str | None = Field(
         None,
         description="JSON-lines audit file of the offsets every member learned (off by default)",

@@ -129,8 +129,14 @@ class Job:
             on_ray_ready()
         member_cpus = self._member_cpus()
         spec = cfg.model_spec()
+        # A crashed coordinator restarts (its calls are retried meanwhile) and continues
+        # from its checkpoint; Serve answers from its last snapshot while it is away.
         self._coordinator = CoordinatorActor.options(  # type: ignore[attr-defined]
-            name=COORDINATOR_NAME, namespace=NAMESPACE, get_if_exists=False
+            name=COORDINATOR_NAME,
+            namespace=NAMESPACE,
+            get_if_exists=False,
+            max_restarts=cfg.coordinator_max_restarts,
+            max_task_retries=-1 if cfg.coordinator_max_restarts else 0,
         ).remote(
             self.partitions_by_member,
             len(self._features),
@@ -141,6 +147,7 @@ class Job:
             cap=cfg.weight_cap,
             policy_params=cfg.policy_params(),
             history_interval_s=cfg.history_interval_s,
+            checkpoint_uri=self.checkpoint_uri,
         )
         cfg.report.mkdir(parents=True, exist_ok=True)
         member_config = cfg.member_config(self.checkpoint_uri)

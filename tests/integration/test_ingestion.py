@@ -186,7 +186,9 @@ def test_a_killed_member_resumes_from_its_checkpoint_losing_nothing(ray_local, k
             f"restart: duplicated rows by partition {duplicated}, restored from checkpoint "
             f"{by_member[0]['restored_from']}, checkpoints {by_member[0]['checkpoints']}"
         )
-        assert 0 < sum(duplicated[p] for p in killed) <= every_rows + rows_per_message
+        # (It may be 0: a kill that lands while the member commits, just after a
+        # checkpoint, replays nothing.)
+        assert sum(duplicated[p] for p in killed) <= every_rows + rows_per_message
         assert all(duplicated[p] == 0 for p in job.partitions_by_member[1])
         # The final counts describe the checkpointed timeline: each row once.
         reconciles(report, 4 * per_partition)

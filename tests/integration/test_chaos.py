@@ -1,0 +1,154 @@
+"""Faults injected into running jobs: members and the coordinator killed mid-stream.
+
+Every produced (partition, offset) must still be learned at least once, duplicates stay
+within the checkpoint interval per kill, the report reconciles, and predictions go on.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+import ray
+import requests
+
+from pipelines.config import JobConfig
+from pipelines.job import Job
+from pipelines.learn_log import learned_offsets
+from tests.helpers import free_port
+from tests.integration.test_ingestion import FEATURES, hyperplane_rows, reconciles
+from tests.kafka_cluster import MockKafka
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
+
+ROW = {name: 0.5 for name in FEATURES}
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    with MockKafka() as cluster:
+        yield cluster
+
+
+def arrow_topic(kafka: MockKafka, per_partition: int, rows_per_message: int) -> str:
+    topic = kafka.create_topic()
+    kafka.produce(
+        topic,
+        {p: [hyperplane_rows(per_partition, 20 + p)] for p in range(4)},
+        format="arrow",
+        rows_per_message=rows_per_message,
+    )
+    return topic
+
+
+def running(job: Job) -> bool:
+    pending = list(job._runs.values())
+    done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+    return len(done) < len(pending)
+
+
+def test_random_members_killed_every_two_seconds_lose_no_record(ray_local, kafka, tmp_path):
+    per_partition, rows_per_message, every_rows = 80_000, 100, 4_000
+    topic = arrow_topic(kafka, per_partition, rows_per_message)
+    log = tmp_path / "learned.jsonl"
+    config = JobConfig(
+        source=kafka.uri(topic, group="chaos", eof="stop", format="arrow"),
+        members=2,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+        batch_size=32,
+        checkpoint_every_rows=every_rows,
+        member_max_restarts=10,
+        learn_log=str(log),
+    )
+    job = Job(config)
+    job.start()
+    kills: list[int] = []
+    try:
+        chooser = random.Random(7)
+        deadline = time.monotonic() + 120
+        while running(job) and len(kills) < 4 and time.monotonic() < deadline:
+            time.sleep(2.0)  # the fault schedule itself: one kill every couple of seconds
+            if not running(job):
+                break
+            victim = chooser.choice(sorted(job._members))
+            ray.kill(job._members[victim], no_restart=False)
+            kills.append(victim)
+        report = job.wait()
+        assert len(kills) >= 2, f"the stream ended after {len(kills)} kill(s)"
+        counts = learned_offsets(log)
+        messages = per_partition // rows_per_message
+        duplicated = 0
+        for partition in range(4):
+            assert set(counts[partition]) == set(range(messages)), partition
+            duplicated += sum(n - 1 for n in counts[partition].values()) * rows_per_message
+        bound = len(kills) * (every_rows + rows_per_message)
+        print(
+            f"chaos: {len(kills)} kills {kills}, {4 * per_partition} rows produced, "
+            f"{report['rows_trained']} learned, {duplicated} learned twice (bound {bound}), "
+            f"{report['dead_letter']} dead-lettered"
+        )
+        assert duplicated <= bound
+        reconciles(report, 4 * per_partition)
+        assert report["rows_trained"] == 4 * per_partition
+    finally:
+        job.shutdown()
+
+
+def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, tmp_path):
+    rows = 600_000
+    config = JobConfig(
+        source="synthetic://hyperplane?noise=0.0",
+        rows=rows,
+        members=2,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+        batch_size=64,
+    )
+    job = Job(config)
+    job.start()
+    answers: list[tuple[int, str | None, int | None]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            end = time.monotonic() + 180
+            while not stop.is_set() and time.monotonic() < end:
+                reply = session.post(f"{job.url}/predict", json={"rows": [ROW]}, timeout=30)
+                version = reply.json().get("weights_version") if reply.ok else None
+                answers.append((reply.status_code, reply.headers.get("X-Replica"), version))
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(answers) < 50:
+            time.sleep(0.1)  # waiting for the client to be under way
+        before = job.status()["weights_version"]
+        ray.kill(job.coordinator, no_restart=False)
+        report = job.wait()
+        stop.set()
+        thread.join(60)
+        statuses = [status for status, _, _ in answers]
+        assert statuses.count(200) == len(statuses) > 50, set(statuses)
+        by_replica: dict[str | None, list[int]] = {}
+        for _, replica, version in answers:
+            by_replica.setdefault(replica, []).append(int(version))
+        for versions in by_replica.values():
+            assert versions == sorted(versions)
+        assert report["coordinator"]["restarts"] == 1
+        assert report["weights_version"] > before + 1_000_000 - 1
+        # Served versions after the restart come from the restarted coordinator.
+        assert max(v for _, _, v in answers) > 1_000_000
+        reconciles(report, rows)
+        print(
+            f"coordinator kill: {len(answers)} requests, 0 failed; versions before "
+            f"{before}, after {report['weights_version']}"
+        )
+    finally:
+        stop.set()
+        job.shutdown()
