@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import ray
+import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.config import JobConfig
@@ -90,6 +91,8 @@ def poison_json(rows: pa.RecordBatch, every: int, seed: int) -> tuple[list[bytes
         json.dumps({name: 0.5 for name in FEATURES}).encode(),  # missing label
         json.dumps({**{name: 0.5 for name in FEATURES}, "x3": float("nan"), "label": 1.0}).encode(),
         b"[1, 2, 3]",  # not an object
+        json.dumps({**{f"x{i}": 0.5 for i in range(5)}, "label": 1.0}).encode(),  # wrong width
+        json.dumps({**{name: 0.5 for name in FEATURES}, "label": "x" * 200_000}).encode(),  # huge
         json.dumps({**{name: 0.5 for name in FEATURES}, "label": 7}).encode(),  # not a class
     ]
     messages, poison = [], 0
@@ -126,8 +129,11 @@ def test_kafka_json_job_reconciles_poison_and_commits_every_offset(ray_local, ka
         # Offsets move only after a checkpoint, and the last one covers every message.
         assert committed(kafka, topic, "reconcile") == dict.fromkeys(range(4), per_partition)
         assert all(m["checkpoints"] >= 2 for m in report["members"])
-        # The members learned the concept, not just the counts.
+        # The members learned the concept, not just the counts; poison did not get in.
         assert report["ensemble"]["prequential_accuracy"] > 0.8
+        weights = requests.get(f"{job.url}/weights", timeout=10).json()["weights"]
+        assert all(np.isfinite(w) for w in weights.values()), weights
+        assert all(m["restored_from"] is None for m in report["members"])  # no crash
     finally:
         job.shutdown()
 
