@@ -345,6 +345,7 @@ class Job:
                         "idle_steps",
                         "lag",
                         "checkpoints",
+                        "commit_failures",
                         "restored_from",
                         "rows_per_s",
                         "offsets",
