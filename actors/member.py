@@ -141,10 +141,11 @@ class MemberActor:
 
     def _checkpoint_if_due(self) -> None:
         spec = self._core.config.checkpoint
-        if self._store is None:
-            return
+        read = self._core.rows_seen - self._checkpointed_rows
+        if self._store is None or not read:
+            return  # nothing new since the last one (a quiet live stream)
         if (
-            self._core.rows_seen - self._checkpointed_rows >= spec.every_rows
+            read >= spec.every_rows
             or time.monotonic() - self._checkpointed_at >= spec.interval_s
         ):
             self._checkpoint()
