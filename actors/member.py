@@ -144,10 +144,7 @@ class MemberActor:
         read = self._core.rows_seen - self._checkpointed_rows
         if self._store is None or not read:
             return  # nothing new since the last one (a quiet live stream)
-        if (
-            read >= spec.every_rows
-            or time.monotonic() - self._checkpointed_at >= spec.interval_s
-        ):
+        if read >= spec.every_rows or time.monotonic() - self._checkpointed_at >= spec.interval_s:
             self._checkpoint()
 
     def _checkpoint(self) -> None:

@@ -132,6 +132,15 @@ class CheckpointStore:
                 return loaded
         return None
 
+    def names(self) -> list[str]:
+        """Owners with at least one complete checkpoint under the root."""
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._path, allow_not_found=True))
+        except OSError as exc:
+            raise CheckpointError(f"cannot list checkpoints in {self.root!r}: {exc}") from exc
+        folders = (i.base_name for i in infos if i.type == pafs.FileType.Directory)
+        return sorted(name for name in folders if self.sequences(name))
+
     def sequences(self, name: str) -> list[int]:
         """Sequence numbers of the complete (manifest written) checkpoints of `name`."""
         return self._sequences(f"{self._path}/{name}")

@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where member checkpoints go (default REPORT/checkpoints; each run a new folder)",
     )
     run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped run from its checkpoint folder (REPORT/checkpoints/run-*), "
+        "with the same source and --members",
+    )
+    run.add_argument(
         "--checkpoint-every-rows",
         type=_positive_int,
         metavar="ROWS",

@@ -81,6 +81,11 @@ class JobConfig(BaseModel):
         description="where checkpoints go (path or pyarrow.fs URI); each run writes a new "
         "run-* folder in it (default: REPORT/checkpoints)",
     )
+    resume: str | None = Field(
+        None,
+        description="continue a stopped run from its checkpoint folder (a run-* folder under "
+        "checkpoint_dir), with the same source and members",
+    )
     checkpoint_every_rows: int = Field(
         50_000, ge=1, description="checkpoint after at most this many rows read ..."
     )

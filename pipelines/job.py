@@ -2,7 +2,8 @@
 
 `Job` is the Python API; the CLI is a thin shell around it::
 
-    from pipelines.config import JobConfig
+    from pipelines.checkpoint import CheckpointStore
+from pipelines.config import JobConfig
     from pipelines.job import Job
 
     with Job(JobConfig(members=4, rows=100_000)) as job:
@@ -35,6 +36,7 @@ from actors.errors import ConfigError
 from actors.member import MemberActor
 from actors.models import build_model
 from actors.serve_app import build_app
+from pipelines.checkpoint import CheckpointStore
 from pipelines.config import JobConfig
 from pipelines.report import ReportPaths, write_report
 from pipelines.sources import open_source
@@ -77,12 +79,15 @@ class Job:
         self.source = config.source_spec()
         root = config.checkpoint_root
         # Each run checkpoints into a folder of its own, so a new run never resumes an
-        # old one by accident (a Kafka group's committed offsets still carry over).
-        self.checkpoint_uri = (
-            None
-            if root is None
-            else f"{root.rstrip('/')}/run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-        )
+        # old one by accident (a Kafka group's committed offsets still carry over);
+        # `resume` continues in the folder of the run it names.
+        if config.resume is not None:
+            self.checkpoint_uri: str | None = _resumable(config.resume, config.members)
+        elif root is None:
+            self.checkpoint_uri = None
+        else:
+            stamp = f"run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            self.checkpoint_uri = f"{root.rstrip('/')}/{stamp}"
         self._owns_ray = False
         self._members: dict[int, Any] = {}
         self._runs: dict[int, Any] = {}
@@ -390,6 +395,23 @@ class Job:
         report["config"] = self.config.model_dump(mode="json")
         report["stopped_early"] = self._stop.is_set()
         return report
+
+
+def _resumable(folder: str, members: int) -> str:
+    """`folder` if it holds a run this job can continue, else a one-line ConfigError."""
+    names = CheckpointStore(folder).names()
+    found = sorted(int(n.split("-", 1)[1]) for n in names if n.startswith("member-"))
+    if not found:
+        raise ConfigError(
+            f"nothing to resume in {folder!r}: expected member-N checkpoint folders "
+            "(give the run-* folder a previous run wrote under its checkpoint_dir)"
+        )
+    if found[-1] >= members:
+        raise ConfigError(
+            f"{folder!r} holds checkpoints of {found[-1] + 1} members but this job has "
+            f"{members}: resume with --members {found[-1] + 1} (and the same source)"
+        )
+    return folder
 
 
 def _wait_for_name_release(name: str, timeout_s: float = 30.0) -> None:

@@ -112,3 +112,19 @@ def test_model_task_and_strategy_settings_reach_the_member_config(tmp_path):
 def test_unknown_strategy_options_name_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown strategy option.*replay_size"):
         JobConfig.build(strategy_options={"replay_sise": 10})
+
+
+def test_resume_needs_a_folder_with_member_checkpoints(tmp_path):
+    from actors.errors import ConfigError
+    from pipelines.checkpoint import CheckpointStore
+    from pipelines.config import JobConfig
+    from pipelines.job import Job
+
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        Job(JobConfig(resume=str(tmp_path / "missing"), report=tmp_path))
+    store = CheckpointStore(str(tmp_path / "run"))
+    for member in range(3):
+        store.save(f"member-{member}", {}, {})
+    with pytest.raises(ConfigError, match="resume with --members 3"):
+        Job(JobConfig(resume=str(tmp_path / "run"), members=2, report=tmp_path))
+    assert Job(JobConfig(resume=str(tmp_path / "run"), members=3, report=tmp_path))
