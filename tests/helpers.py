@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +16,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; returns whether it held.
+
+    For conditions nothing can be waited on directly (a job's progress, a follow
+    listing): the sleep is the polling interval, bounded by the deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+    return True
 
 
 class ArrayReader:

@@ -17,7 +17,7 @@ import requests
 from pipelines.config import JobConfig
 from pipelines.job import Job
 from pipelines.learn_log import learned_offsets
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 from tests.integration.test_ingestion import FEATURES, hyperplane_rows, reconciles
 from tests.kafka_cluster import MockKafka
 
@@ -125,9 +125,7 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(answers) < 50:
-            time.sleep(0.1)  # waiting for the client to be under way
+        assert wait_until(lambda: len(answers) >= 50, timeout_s=60)  # the client is under way
         before = job.status()["weights_version"]
         ray.kill(job.coordinator, no_restart=False)
         report = job.wait()

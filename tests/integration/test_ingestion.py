@@ -8,7 +8,6 @@ cluster in this test process, which members reach over TCP on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pipelines.config import JobConfig
 from pipelines.job import Job
 from pipelines.learn_log import learned_offsets
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 from tests.kafka_cluster import MockKafka
 
 pytestmark = pytest.mark.integration
@@ -164,14 +163,13 @@ def test_a_killed_member_resumes_from_its_checkpoint_losing_nothing(ray_local, k
     job = Job(config)
     job.start()
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            member = next(m for m in job.status()["members"] if m["id"] == 0)
-            # Half-way between two checkpoints, so the restart must replay rows.
-            if member.get("rows", 0) >= 3.5 * every_rows:
-                break
-            time.sleep(0.1)  # polling the member's progress under a deadline
-        assert member["rows"] < 2 * per_partition, "member 0 finished before it was killed"
+
+        def member_rows() -> int:
+            return next(m for m in job.status()["members"] if m["id"] == 0).get("rows", 0)
+
+        # Half-way between two checkpoints, so the restart is likely to replay rows.
+        assert wait_until(lambda: member_rows() >= 3.5 * every_rows, timeout_s=120)
+        assert member_rows() < 2 * per_partition, "member 0 finished before it was killed"
         ray.kill(job._members[0], no_restart=False)
         report = job.wait()
         by_member = {m["id"]: m for m in report["members"]}
@@ -269,9 +267,7 @@ def test_follow_mode_learns_files_as_they_land(ray_local, tmp_path):
         for index in range(1, 6):
             land(index, 2_000)
             produced += 2_000
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and job.status()["rows_seen"] < produced:
-            time.sleep(0.2)  # polling the job's progress under a deadline
+        assert wait_until(lambda: job.status()["rows_seen"] >= produced, timeout_s=120)
         job.request_stop()
         report = job.wait()
         reconciles(report, produced)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pipelines.config import JobConfig
 from pipelines.job import Job
 from pipelines.learn_log import learned_offsets
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 from tests.integration.test_ingestion import reconciles
 
 pytestmark = pytest.mark.integration
@@ -30,9 +28,7 @@ def test_a_stopped_job_resumes_where_it_stopped(ray_local, tmp_path):
     first = Job(JobConfig(port=free_port(), **settings))
     first.start()
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and first.status()["rows_seen"] < produced // 4:
-            time.sleep(0.1)  # polling the job's progress under a deadline
+        assert wait_until(lambda: first.status()["rows_seen"] >= produced // 4, timeout_s=120)
         first.request_stop()  # as SIGTERM does: finish the batch, checkpoint, commit
         stopped = first.wait()
     finally:
