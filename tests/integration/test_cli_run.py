@@ -92,3 +92,12 @@ def test_sigterm_finishes_the_batch_and_writes_the_report(tmp_path):
     assert report["rows_trained"] + report["dead_letter"] == report["rows_seen"]
     assert "SIGTERM received" in stderr
     assert "weighted ensemble" in stdout  # the summary is printed after a graceful stop
+    # Each member checkpointed exactly where it stopped: --resume continues from there.
+    from pipelines.checkpoint import CheckpointStore
+
+    store = CheckpointStore(report["checkpoint_dir"])
+    positions = [
+        sum(store.latest(f"member-{member['id']}").meta["offsets"].values())
+        for member in report["members"]
+    ]
+    assert sum(positions) == report["rows_seen"]
