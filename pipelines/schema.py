@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from actors.errors import SchemaError
 
-__all__ = ["DeadLetter", "StreamSchema", "ValidatedBatch"]
+__all__ = ["DeadLetter", "StreamSchema", "ValidatedBatch", "is_numeric"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,19 @@ class StreamSchema:
             offsets=offsets[good],
             dead_letters=dead,
         )
+
+
+def is_numeric(kind: pa.DataType) -> bool:
+    """Whether columns of `kind` can be features: numbers, booleans, decimals (and
+    dictionaries of them). Sources use it to infer feature columns."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+    )
 
 
 def _to_float(column: pa.Array) -> np.ndarray | None:

@@ -35,6 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pa_json
 
 from actors.errors import SourceError
+from pipelines.schema import is_numeric
 
 __all__ = [
     "BadRecord",
@@ -44,7 +45,6 @@ __all__ = [
     "JsonLinesPiece",
     "Piece",
     "concat",
-    "is_numeric",
     "normalise",
     "read_json_chunk",
     "skip_row",
@@ -255,17 +255,6 @@ def _truncate(text: str) -> str:
     if len(text) <= _RECORD_TEXT_CHARS:
         return text
     return text[: _RECORD_TEXT_CHARS - 3] + "..."
-
-
-def is_numeric(kind: pa.DataType) -> bool:
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    return bool(
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_boolean(kind)
-        or pa.types.is_decimal(kind)
-    )
 
 
 def normalise(batch: pa.RecordBatch, numeric: Sequence[str]) -> Iterator[pa.RecordBatch]:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipelines.schema import DeadLetter, StreamSchema
+from pipelines.schema import DeadLetter, StreamSchema, is_numeric
 
 __all__ = [
     "ArrowDecoder",
@@ -339,17 +339,6 @@ def field_kinds(value: bytes | None, fmt: str) -> dict[str, bool] | None:
     except (pa.ArrowException, ValueError, OSError):
         return None
     return {f.name: is_numeric(f.type) for f in arrow_schema}
-
-
-def is_numeric(kind: pa.DataType) -> bool:
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    return bool(
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_boolean(kind)
-        or pa.types.is_decimal(kind)
-    )
 
 
 def _text(value: bytes | None) -> str:

@@ -78,7 +78,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from actors.errors import ConfigError, SchemaError, SourceError
-from pipelines.schema import DeadLetter, StreamSchema
+from pipelines.schema import DeadLetter, StreamSchema, is_numeric
 from pipelines.sources._file_follow import DirectoryWatcher, hidden
 from pipelines.sources._file_formats import (
     BadRecord,
@@ -88,7 +88,6 @@ from pipelines.sources._file_formats import (
     JsonLinesPiece,
     Piece,
     concat,
-    is_numeric,
     normalise,
     read_json_chunk,
     skip_row,
