@@ -29,7 +29,14 @@ import numpy as np
 
 from actors.errors import ConfigError
 from actors.specs import TASKS
-from actors.weighting import POLICIES, RecentAccuracy, RecentMean, make_policy, row_scores
+from actors.weighting import (
+    POLICIES,
+    RecentAccuracy,
+    RecentMean,
+    WeightingPolicy,
+    make_policy,
+    row_scores,
+)
 
 __all__ = ["CoordinatorCore", "MemberRecord"]
 
@@ -330,6 +337,99 @@ class CoordinatorCore:
             "best_member_error": min(member_totals) if member_totals else None,
             "recent_error": _rmse(self.ensemble.value()),
         }
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything the weights depend on, as plain arrays and JSON (for a checkpoint).
+
+        The recent-accuracy windows of members, ensemble and shadows, every policy's
+        windows, the recent labels (chance), each member's last counters and the
+        membership the state belongs to. Which members hold a snapshot is left out: a
+        restarted coordinator holds none until each member publishes again.
+
+        Returns:
+            (arrays, meta): arrays for `np.savez` (no object arrays, so no pickle), and
+            JSON-ready metadata. `restore` takes both back.
+        """
+        arrays: dict[str, np.ndarray] = {"labels": np.asarray(self._labels, np.float64)}
+        totals: dict[str, dict[str, float]] = {}
+        for key, tracker in self._trackers().items():
+            arrays[f"tracker.{key}"], totals[key] = tracker.state()
+        for name, policy in self._policies().items():
+            for key, value in policy.state().items():
+                arrays[f"policy.{name}.{key}"] = np.asarray(value)
+        meta = {
+            "task": self.task,
+            "policy": self.policy_name,
+            "membership": {str(mid): r.partitions for mid, r in self.members.items()},
+            "totals": totals,
+            "members": {
+                str(mid): {
+                    "rows": r.rows,
+                    "dead_letter": r.dead_letter,
+                    "own_accuracy": r.own_accuracy,
+                    "own_error": r.own_error,
+                    "lag": r.lag,
+                    "done": r.done,
+                }
+                for mid, r in self.members.items()
+            },
+        }
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Take back what `state` returned, if it belongs to this membership and policy.
+
+        Raises:
+            ValueError: if the state is for other members, partitions, task or policy, or
+                an array is missing or misshapen; nothing is changed then.
+        """
+        membership = {str(mid): r.partitions for mid, r in self.members.items()}
+        saved = {str(k): list(v) for k, v in meta.get("membership", {}).items()}
+        if saved != membership or meta.get("task") != self.task:
+            raise ValueError(
+                f"the state is for members {saved} ({meta.get('task')}); this coordinator "
+                f"has {membership} ({self.task})"
+            )
+        if meta.get("policy") != self.policy_name:
+            raise ValueError(
+                f"the state is for policy {meta.get('policy')!r}, not {self.policy_name!r}"
+            )
+        policies = {}
+        for name, policy in self._policies().items():
+            prefix = f"policy.{name}."
+            part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            policies[name] = type(policy).from_state(part)
+        trackers = self._trackers()
+        missing = [key for key in trackers if f"tracker.{key}" not in arrays]
+        if missing or "labels" not in arrays:
+            raise ValueError(f"the state lacks the recent windows of {missing or ['labels']}")
+        # Everything is checked and built: now change this object.
+        self.policy = policies.pop(self.policy_name)
+        for name, rebuilt in policies.items():
+            self.shadows[name] = (rebuilt, self.shadows[name][1])
+        for key, tracker in trackers.items():
+            tracker.load_state(arrays[f"tracker.{key}"], meta["totals"][key])
+        self._labels.clear()
+        self._labels.extend(np.asarray(arrays["labels"], np.float64).tolist())
+        for mid, counters in meta.get("members", {}).items():
+            record = self.members[int(mid)]
+            record.rows = int(counters["rows"])
+            record.dead_letter = int(counters["dead_letter"])
+            record.own_accuracy = counters["own_accuracy"]
+            record.own_error = counters["own_error"]
+            record.lag = counters["lag"]
+            record.done = bool(counters["done"])
+
+    def _trackers(self) -> dict[str, RecentMean]:
+        """Every recent-figure window by a stable name (members, ensemble, shadows)."""
+        trackers = {f"member-{mid}": r.shared for mid, r in self.members.items()}
+        trackers["ensemble"] = self.ensemble
+        trackers["equal_weight"] = self.equal_weight
+        trackers.update({f"shadow-{name}": fig for name, (_, fig) in self.shadows.items()})
+        return trackers
+
+    def _policies(self) -> dict[str, WeightingPolicy]:
+        return {self.policy_name: self.policy, **{n: p for n, (p, _) in self.shadows.items()}}
 
     def _tracker(self) -> RecentMean:
         return RecentMean(self.window) if self.regression else RecentAccuracy(self.window)

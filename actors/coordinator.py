@@ -63,10 +63,13 @@ class CoordinatorActor:
 
     Restarts (Ray ``max_restarts``): a restarted coordinator reads its checkpoint and
     numbers versions `RESTART_VERSION_GAP` above the version it holds, so every replica,
-    which never goes back to an older version, takes the new snapshots. Its history
-    continues from the checkpoint. The recent-accuracy windows start empty, so weights
-    are uniform until the shared sample refills them; members republish within
-    `publish_interval_s`, and Serve answers from its last good snapshot meanwhile.
+    which never goes back to an older version, takes the new snapshots. Its history,
+    recent-accuracy windows and policy state continue from the checkpoint, so the first
+    snapshot it serves is weighted as the last one checkpointed was (if the checkpoint
+    does not fit, e.g. another policy, the windows start empty and weights are uniform
+    until the shared sample refills them). It holds no member snapshot until each member
+    publishes again (within `publish_interval_s`); Serve answers from its last good
+    snapshot meanwhile.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class CoordinatorActor:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._checkpointed_at = -float("inf")  # the first publish checkpoints at once
         self.restarts = 0
+        self.windows_restored = False
         self._restore()
 
     def _restore(self) -> None:
@@ -125,23 +129,33 @@ class CoordinatorActor:
         self._core.history = list(meta["history"])
         self.restarts = int(meta.get("restarts", 0)) + 1
         self._started -= float(meta.get("elapsed_s", 0.0))
+        try:
+            self._core.restore(checkpoint.arrays, meta.get("core", {}))
+            self.windows_restored = True
+        except (ValueError, KeyError) as error:
+            # Weights then start uniform and refill from the shared sample: worse than
+            # the checkpointed ones for a while, never wrong.
+            logger.warning("coordinator checkpoint windows not restored: %s", error)
         logger.warning(
-            "coordinator restarted (restart %d): versions continue at %d",
+            "coordinator restarted (restart %d): versions continue at %d, windows %s",
             self.restarts,
             self._version,
+            "restored" if self.windows_restored else "empty",
         )
         self._checkpoint()  # a second crash must not reuse the same numbers
 
     def _checkpoint(self) -> None:
         if self._store is None:
             return
+        arrays, core = self._core.state()
         meta = {
             "version": self._version,
             "history": self._core.history,
             "restarts": self.restarts,
             "elapsed_s": time.monotonic() - self._started,
+            "core": core,
         }
-        self._store.save(COORDINATOR_CHECKPOINT, {}, meta)
+        self._store.save(COORDINATOR_CHECKPOINT, arrays, meta)
         self._checkpointed_at = time.monotonic()
 
     def publish(
@@ -239,6 +253,7 @@ class CoordinatorActor:
         summary["weights_version"] = self._version
         summary["coordinator"] = {
             "restarts": self.restarts,
+            "windows_restored": self.windows_restored,
             "publishes": self._publishes,
             "busy_s": round(self._busy_s, 3),
             "mean_publish_ms": round(1000 * self._busy_s / max(self._publishes, 1), 3),

@@ -322,6 +322,10 @@ class Job:
             detail = json.loads(error.read() or b"{}").get("error", error.reason)
             raise RuntimeError(f"predict failed with HTTP {error.code}: {detail}") from None
 
+    def weights(self) -> dict:
+        """The coordinator's current mixing weights (what ``GET /weights`` answers)."""
+        return ray.get(self._coordinator.weights.remote())
+
     def status(self) -> dict:
         """Rows, throughput, accuracy and weights right now."""
         summary = ray.get(self._coordinator.status.remote())

@@ -99,9 +99,11 @@ def test_random_members_killed_every_two_seconds_lose_no_record(ray_local, kafka
 
 
 def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, tmp_path):
+    """Member 1's partition is pure label noise, so the right weights are far from uniform:
+    after the restart they must come back from the checkpoint, not start equal."""
     rows = 600_000
     config = JobConfig(
-        source="synthetic://hyperplane?noise=0.0",
+        source="synthetic://hyperplane?noise=0.0,0.5",
         rows=rows,
         members=2,
         port=free_port(),
@@ -111,41 +113,63 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
     )
     job = Job(config)
     job.start()
-    answers: list[tuple[int, str | None, int | None]] = []
+    # (status, replica, version, served weight of the noise member)
+    answers: list[tuple[int, str | None, int | None, float | None]] = []
     stop = threading.Event()
 
     def client() -> None:
         with requests.Session() as session:
             end = time.monotonic() + 180
             while not stop.is_set() and time.monotonic() < end:
-                reply = session.post(f"{job.url}/predict", json={"rows": [ROW]}, timeout=30)
-                version = reply.json().get("weights_version") if reply.ok else None
-                answers.append((reply.status_code, reply.headers.get("X-Replica"), version))
+                reply = session.post(
+                    f"{job.url}/predict", json={"rows": [ROW], "explain": True}, timeout=30
+                )
+                body = reply.json() if reply.ok else {}
+                noise_weight = body.get("weights", {}).get("1")
+                answers.append(
+                    (
+                        reply.status_code,
+                        reply.headers.get("X-Replica"),
+                        body.get("weights_version"),
+                        noise_weight,
+                    )
+                )
 
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     try:
         assert wait_until(lambda: len(answers) >= 50, timeout_s=60)  # the client is under way
+        # Kill once the weights have settled on the good member and been checkpointed.
+        assert wait_until(lambda: job.weights()["weights"]["1"] < 0.1, timeout_s=60)
+        time.sleep(2.5)  # past one coordinator checkpoint interval (2 s)
         before = job.status()["weights_version"]
+        weight_before = job.weights()["weights"]["1"]
         ray.kill(job.coordinator, no_restart=False)
         report = job.wait()
         stop.set()
         thread.join(60)
-        statuses = [status for status, _, _ in answers]
+        statuses = [status for status, *_ in answers]
         assert statuses.count(200) == len(statuses) > 50, set(statuses)
         by_replica: dict[str | None, list[int]] = {}
-        for _, replica, version in answers:
+        for _, replica, version, _ in answers:
             by_replica.setdefault(replica, []).append(int(version))
         for versions in by_replica.values():
             assert versions == sorted(versions)
         assert report["coordinator"]["restarts"] == 1
+        assert report["coordinator"]["windows_restored"] is True
         assert report["weights_version"] > before + 1_000_000 - 1
-        # Served versions after the restart come from the restarted coordinator.
-        assert max(v for _, _, v in answers) > 1_000_000
+        # Served versions after the restart come from the restarted coordinator, and the
+        # very first of them already weighs the noise member down (uniform would be 0.5).
+        restarted = [(v, w) for _, _, v, w in answers if v is not None and v > 1_000_000]
+        assert restarted, "no answer came from the restarted coordinator"
+        first_version, first_weight = min(restarted)
+        assert first_weight is not None and first_weight < 0.1, (first_version, first_weight)
         reconciles(report, rows)
         print(
             f"coordinator kill: {len(answers)} requests, 0 failed; versions before "
-            f"{before}, after {report['weights_version']}"
+            f"{before}, after {report['weights_version']}; noise member's weight "
+            f"{weight_before:.3f} before, {first_weight:.3f} in the first restarted version "
+            f"{first_version}"
         )
     finally:
         stop.set()

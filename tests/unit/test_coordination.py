@@ -270,3 +270,62 @@ def test_bad_multiclass_labels_are_rejected_before_anything_is_recorded():
 def test_unknown_task_is_a_config_error():
     with pytest.raises(ConfigError, match=r"task \('ordinal'\)"):
         _core(task="ordinal")
+
+
+def _scored_core(policy: str) -> CoordinatorCore:
+    """A core with a noise member, after 1,000 shared rows (window 500)."""
+    rng = np.random.default_rng(3)
+    core = _core(policy=policy)
+    for mid in (0, 1, 2):
+        core.mark_snapshot(mid)
+        core.record_stats(mid, {"rows": 1000 * (mid + 1), "recent_accuracy": 0.9, "lag": mid})
+    for _ in range(20):
+        labels = (rng.random(50) > 0.4).astype(np.float32)
+        good = np.where(labels > 0.5, 0.9, 0.1)
+        noise = rng.random(50)
+        core.record_scores(np.stack([good, 1 - noise * 0.5, noise], axis=1), labels)
+    return core
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_state_survives_a_checkpoint_and_gives_the_same_weights_and_figures(policy, tmp_path):
+    from pipelines.checkpoint import CheckpointStore
+
+    before = _scored_core(policy)
+    arrays, meta = before.state()
+    store = CheckpointStore(str(tmp_path))
+    store.save("coordinator", arrays, {"core": meta})  # npz + JSON: what a restart reads
+    loaded = store.latest("coordinator")
+    after = _core(policy=policy)
+    after.restore(loaded.arrays, loaded.meta["core"])
+    # A restarted coordinator holds no snapshot until members publish again...
+    assert not any(record.has_snapshot for record in after.members.values())
+    np.testing.assert_array_equal(after.mixing_weights(), np.zeros(3))
+    for mid in (0, 1, 2):
+        after.mark_snapshot(mid)
+    # ... and then weighs exactly as before, with the same figures and counters.
+    np.testing.assert_allclose(after.mixing_weights(), before.mixing_weights())
+    assert after.summary() == before.summary()
+    assert after.chance() == before.chance()
+    # Both go on identically from there.
+    labels = np.array([1, 0, 1, 1], np.float32)
+    outputs = np.array([[0.9, 0.2, 0.4]] * 4, np.float32)
+    before.record_scores(outputs, labels)
+    after.record_scores(outputs, labels)
+    np.testing.assert_allclose(after.mixing_weights(), before.mixing_weights())
+
+
+def test_state_for_other_members_or_policy_is_refused_and_changes_nothing():
+    arrays, meta = _scored_core("hedge").state()
+    other_members = CoordinatorCore({0: [0, 1], 1: [2]}, window=500, policy="hedge")
+    with pytest.raises(ValueError, match="members"):
+        other_members.restore(arrays, meta)
+    other_policy = _core(policy="accuracy")
+    with pytest.raises(ValueError, match="policy 'hedge'"):
+        other_policy.restore(arrays, meta)
+    assert other_policy.ensemble.total_rows == 0
+    truncated = {k: v for k, v in arrays.items() if not k.startswith("tracker.ensemble")}
+    fresh = _core(policy="hedge")
+    with pytest.raises(ValueError, match="ensemble"):
+        fresh.restore(truncated, meta)
+    assert fresh.members[0].shared.total_rows == 0
