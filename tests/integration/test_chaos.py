@@ -14,6 +14,8 @@ import pytest
 import ray
 import requests
 
+from actors.coordinator import COORDINATOR_CHECKPOINT
+from pipelines.checkpoint import CheckpointStore
 from pipelines.config import JobConfig
 from pipelines.job import Job
 from pipelines.learn_log import learned_offsets
@@ -141,7 +143,9 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
         assert wait_until(lambda: len(answers) >= 50, timeout_s=60)  # the client is under way
         # Kill once the weights have settled on the good member and been checkpointed.
         assert wait_until(lambda: job.weights()["weights"]["1"] < 0.1, timeout_s=60)
-        time.sleep(2.5)  # past one coordinator checkpoint interval (2 s)
+        store = CheckpointStore(job.checkpoint_uri)
+        settled = store.sequences(COORDINATOR_CHECKPOINT)[-1]
+        assert wait_until(lambda: store.sequences(COORDINATOR_CHECKPOINT)[-1] > settled, 30)
         before = job.status()["weights_version"]
         weight_before = job.weights()["weights"]["1"]
         ray.kill(job.coordinator, no_restart=False)
