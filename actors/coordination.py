@@ -124,6 +124,17 @@ class CoordinatorCore:
         return sorted(self.members)
 
     @property
+    def sample_share(self) -> int:
+        """Most rows of one sample that enter the shared windows (the newest are kept).
+
+        The windows are cross-partition: a sample holds one member's partitions only, so
+        one large sample (a member's first publish after the coordinator was away) would
+        otherwise replace the whole window with one partition's rows and make every
+        member look as good as it is there, a noise partition making all look like chance.
+        """
+        return max(1, self.window // len(self.members))
+
+    @property
     def regression(self) -> bool:
         return self.task == "regression"
 
@@ -149,6 +160,7 @@ class CoordinatorCore:
                 positive-class probabilities; ``multiclass`` (n, members, classes)
                 class probabilities; ``regression`` (n, members) predictions.
             labels: (n,) true labels (0/1, class indices, or regression targets).
+                Only the newest `sample_share` rows are kept.
 
         Raises:
             ValueError: if `outputs` does not have the task's shape for n rows and the
@@ -166,6 +178,7 @@ class CoordinatorCore:
                 f"{self.task} outputs for {labels.size} labels and {len(ids)} members must "
                 f"have shape {expected}, got {outputs.shape}"
             )
+        outputs, labels = outputs[-self.sample_share :], labels[-self.sample_share :]
         eligible = [i for i, mid in enumerate(ids) if self.members[mid].has_snapshot]
         if not eligible:
             return

@@ -209,6 +209,8 @@ class CoordinatorActor:
         The task's per-member outputs go to the core as they come: (n, M) probabilities
         (binary) or values (regression), (n, M, C) class probabilities (multiclass).
         """
+        share = self._core.sample_share  # the core keeps no more; score no more
+        x, y = x[-share:], y[-share:]
         _, per_member = self._scorer.predict(x, np.zeros(len(self._index), np.float32))
         self._core.record_scores(per_member, y)
 

@@ -96,6 +96,7 @@ class MemberCore:
         self._rng = np.random.default_rng([config.seed, member_id])
         self._sample_x: list[np.ndarray] = []
         self._sample_y: list[np.ndarray] = []
+        self._sample_rows = 0
         self.guard: BestSnapshotGuard | None = None
         self._best_forward = None
         if config.best_margin is not None:
@@ -184,6 +185,8 @@ class MemberCore:
                 if picked.any():
                     self._sample_x.append(x[picked])
                     self._sample_y.append(y[picked])
+                    self._sample_rows += int(picked.sum())
+                    self._trim_sample()
             outcome = self.learner.learn_many(x, y)
             self.recent.add(outcome.scores)
             self.rows_learned += outcome.rows
@@ -228,7 +231,27 @@ class MemberCore:
         y = np.concatenate(self._sample_y)
         self._sample_x.clear()
         self._sample_y.clear()
+        self._sample_rows = 0
         return x, y
+
+    def _trim_sample(self) -> None:
+        """Keep the newest `eval_max_rows` sampled rows (the shared evaluation is about
+        recent accuracy). Without a bound the sample grows for as long as the coordinator
+        is away, and its first publish after a restart would flood the shared window
+        with one partition's rows."""
+        excess = self._sample_rows - self.config.eval_max_rows
+        while excess > 0:
+            oldest = len(self._sample_y[0])
+            if oldest <= excess:
+                self._sample_x.pop(0)
+                self._sample_y.pop(0)
+                dropped = oldest
+            else:
+                self._sample_x[0] = self._sample_x[0][excess:]
+                self._sample_y[0] = self._sample_y[0][excess:]
+                dropped = excess
+            self._sample_rows -= dropped
+            excess -= dropped
 
     def offsets(self) -> dict[int, int]:
         """Next offset to read, per partition."""

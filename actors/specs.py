@@ -284,6 +284,9 @@ class MemberConfig:
         strategy: how the network is updated.
         batch_size: rows per training step.
         eval_fraction: share of good rows forwarded to the shared evaluation sample.
+        eval_max_rows: most sampled rows a member holds for its next publish; past it the
+            oldest go (they were learned anyway, only not scored). Bounds the member's
+            memory and the burst it sends after the coordinator was away.
         window: rows that count as the member's recent (own, prequential) accuracy.
         publish_interval_s: longest time between two snapshots a member publishes.
         publish_every_rows: most rows learned between two snapshots; with the interval,
@@ -305,6 +308,7 @@ class MemberConfig:
     strategy: StrategySpec = field(default_factory=StrategySpec)
     batch_size: int = 128
     eval_fraction: float = 0.05
+    eval_max_rows: int = 1024
     window: int = 2000
     publish_interval_s: float = 0.25
     publish_every_rows: int = 8192
@@ -320,6 +324,8 @@ class MemberConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.eval_max_rows < 1:
+            raise ConfigError(f"eval_max_rows must be >= 1, got {self.eval_max_rows}")
         if self.publish_every_rows < 1:
             raise ConfigError(f"publish_every_rows must be >= 1, got {self.publish_every_rows}")
         if self.publish_interval_s <= 0:

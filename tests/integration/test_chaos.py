@@ -168,12 +168,19 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
         assert restarted, "no answer came from the restarted coordinator"
         first_version, first_weight = min(restarted)
         assert first_weight is not None and first_weight < 0.1, (first_version, first_weight)
+        # Nor does it go back towards uniform once the members' post-restart samples
+        # arrive: one member's burst fills at most its share of the windows
+        # (CoordinatorCore.sample_share); before that bound a noise burst gave 0.5 and
+        # 0.36. The noise member's accuracy hovers at chance, so it gets up to ~0.1 in a
+        # run without any fault as well.
+        worst_version, worst_weight = max(restarted, key=lambda answer: answer[1] or 0.0)
+        assert worst_weight is not None and worst_weight < 0.25, (worst_version, worst_weight)
         reconciles(report, rows)
         print(
             f"coordinator kill: {len(answers)} requests, 0 failed; versions before "
             f"{before}, after {report['weights_version']}; noise member's weight "
             f"{weight_before:.3f} before, {first_weight:.3f} in the first restarted version "
-            f"{first_version}"
+            f"{first_version}, at most {worst_weight:.3f} after the restart"
         )
     finally:
         stop.set()

@@ -329,3 +329,21 @@ def test_state_for_other_members_or_policy_is_refused_and_changes_nothing():
     with pytest.raises(ValueError, match="ensemble"):
         fresh.restore(truncated, meta)
     assert fresh.members[0].shared.total_rows == 0
+
+
+def test_one_large_sample_cannot_flood_the_shared_windows():
+    """A member's first sample after the coordinator was away comes from its partitions
+    only; however large, it fills at most its share (window / members) of each window."""
+    core = _core()  # window 500, 3 members: share 166
+    for mid in (0, 1, 2):
+        core.mark_snapshot(mid)
+    labels = np.tile([0.0, 1.0], 250)
+    right = np.stack([labels, labels, 1 - labels], axis=1)  # members 0, 1 right; 2 wrong
+    core.record_scores(right, labels)
+    assert core.sample_share == 166
+    assert core.members[0].shared.rows == 166
+    noise_labels = np.tile([1.0, 0.0], 5_000)  # everyone is wrong on these rows
+    core.record_scores(np.stack([1 - noise_labels] * 3, axis=1), noise_labels)
+    assert core.members[0].shared.rows == 332  # the newest 166 of the 10,000
+    # Half its window is still the rows it got right (uncapped, all 500 would be wrong).
+    assert core.members[0].shared.value() == pytest.approx(0.5)

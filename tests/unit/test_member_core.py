@@ -175,3 +175,23 @@ def test_every_generator_reconciles_learned_sampled_dead_and_context(uri, spec, 
     assert stats["rows_sampled"] > 0
     accounted = stats["rows"] + stats["rows_context"] + stats["rows_sampled"]
     assert accounted + stats["dead_letter"] == produced, stats
+
+
+def test_the_pending_evaluation_sample_keeps_only_the_newest_rows():
+    """While the coordinator is away nothing takes the sample: it must stay bounded."""
+    rows = 2_000
+    x = np.arange(rows, dtype=np.float32)[:, None]
+    y = (np.arange(rows) % 2).astype(np.float32)
+    config = MemberConfig(batch_size=64, eval_fraction=0.5, eval_max_rows=100, best_margin=None)
+    core = MemberCore(0, [ArrayReader(x, y, partition=0)], StreamSchema(("x0",)), config)
+    while core.step() is not None:
+        pass
+    sample = core.take_sample()
+    assert sample is not None
+    sampled_x, sampled_y = sample
+    assert len(sampled_x) == len(sampled_y) == 100
+    # The newest: roughly the last 200 rows at a 50% sampling rate, still in stream order.
+    assert sampled_x[0, 0] > rows - 400 and np.all(np.diff(sampled_x[:, 0]) > 0)
+    np.testing.assert_array_equal(sampled_y, sampled_x[:, 0] % 2)
+    assert core.take_sample() is None
+    assert core.stats()["rows"] == rows  # sampled rows are learned all the same
