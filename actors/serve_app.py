@@ -353,6 +353,7 @@ def build_app(
     model_spec: ModelSpec,
     *,
     max_queued_requests: int = -1,
+    replicas: int = 1,
     **options: Any,
 ):
     """The Serve application, ready for `serve.run`.
@@ -360,7 +361,11 @@ def build_app(
     Args:
         max_queued_requests: requests waiting for a replica beyond this are answered 503
             with Retry-After by Serve itself (-1: no limit).
+        replicas: copies of the deployment. With two or more, Serve's proxy routes around
+            a replica that died while the controller replaces it.
         options: the `EnsembleServer` constructor's keyword arguments.
     """
-    deployment = EnsembleServer.options(max_queued_requests=max_queued_requests)  # type: ignore[attr-defined]
+    deployment = EnsembleServer.options(  # type: ignore[attr-defined]
+        max_queued_requests=max_queued_requests, num_replicas=replicas
+    )
     return deployment.bind(coordinator, features, model_spec, **options)

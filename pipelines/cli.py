@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", help="address to bind HTTP to (default 127.0.0.1; anything else exposes it)"
     )
     run.add_argument(
+        "--replicas",
+        type=_positive_int,
+        metavar="N",
+        help="Serve replicas answering /predict (default 1; 2+ ride out a replica's death)",
+    )
+    run.add_argument(
         "--report",
         metavar="DIR",
         type=Path,

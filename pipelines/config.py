@@ -111,6 +111,11 @@ class JobConfig(BaseModel):
     request_timeout_s: float = Field(
         30.0, gt=0, description="HTTP requests slower than this get 408"
     )
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="Serve replicas answering /predict; with 2+ a dying replica drops no request",
+    )
     max_queued_requests: int = Field(
         1000,
         ge=1,

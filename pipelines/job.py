@@ -190,6 +190,7 @@ class Job:
                 max_body_bytes=cfg.max_body_bytes,
                 max_rows=cfg.max_request_rows,
                 max_queued_requests=cfg.max_queued_requests,
+                replicas=cfg.replicas,
             ),
             name=APP_NAME,
             route_prefix="/",

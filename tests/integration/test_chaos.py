@@ -6,6 +6,7 @@ within the checkpoint interval per kill, the report reconciles, and predictions 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -182,6 +183,96 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
             f"{weight_before:.3f} before, {first_weight:.3f} in the first restarted version "
             f"{first_version}, at most {worst_weight:.3f} after the restart"
         )
+    finally:
+        stop.set()
+        job.shutdown()
+
+
+def _post_with_retries(session: requests.Session, url: str, attempts: int = 5) -> tuple[bool, int]:
+    """What a careful client does: retry a refused, dropped or 5xx request with backoff.
+
+    Returns (answered with 200, attempts used)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            reply = session.post(url, json={"rows": [ROW]}, timeout=10)
+            if reply.status_code == 200:
+                return True, attempt
+            if reply.status_code < 500:
+                return False, attempt  # the request itself is wrong: retrying cannot help
+        except requests.RequestException:
+            pass
+        time.sleep(0.2 * attempt)  # backoff between tries, as a client would
+    return False, attempts
+
+
+def test_a_killed_replica_is_replaced_and_a_retrying_client_sees_no_failure(ray_local, tmp_path):
+    """Two replicas: while the controller replaces the killed one, the proxy routes to the
+    other; requests caught in the dying replica are retried by the client."""
+    config = JobConfig(
+        source="synthetic://hyperplane",
+        rows=400_000,
+        members=2,
+        replicas=2,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+    )
+    job = Job(config)
+    job.start()
+    outcomes: list[tuple[bool, int, float]] = []  # (answered, attempts, when)
+    replicas_seen: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        """A steady 50 requests/s, each retried as needed."""
+        with requests.Session() as session:
+            while not stop.is_set():
+                began = time.monotonic()
+                answered, attempts = _post_with_retries(session, f"{job.url}/predict")
+                outcomes.append((answered, attempts, began))
+                with contextlib.suppress(requests.RequestException):
+                    health = session.get(f"{job.url}/healthz", timeout=10).json()
+                    replicas_seen.append((time.monotonic(), str(health["pid"])))
+                stop.wait(max(0.0, 0.02 - (time.monotonic() - began)))
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        # Both replicas answer before the fault.
+        assert wait_until(lambda: len({pid for _, pid in replicas_seen}) >= 2, timeout_s=60)
+        before = {pid for _, pid in replicas_seen}
+        names = [
+            actor["name"]
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["name"].startswith("SERVE_REPLICA::")
+        ]
+        assert len(names) == 2, names
+        killed_at = time.monotonic()
+        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+
+        def replaced() -> bool:
+            """Two replicas answer again, one of them new."""
+            recent = {pid for when, pid in replicas_seen if when > killed_at + 1.0}
+            return len(recent) >= 2 and bool(recent - before)
+
+        assert wait_until(replaced, timeout_s=120)
+        recovered_s = time.monotonic() - killed_at
+        after_recovery = len(outcomes)
+        assert wait_until(lambda: len(outcomes) >= after_recovery + 100, timeout_s=60)
+        stop.set()
+        thread.join(60)
+        answered = sum(ok for ok, _, _ in outcomes)
+        retried = sum(attempts > 1 for _, attempts, _ in outcomes)
+        success = answered / len(outcomes)
+        print(
+            f"replica kill: {len(outcomes)} requests, {len(outcomes) - answered} failed "
+            f"({success:.2%} answered), {retried} needed a retry; replaced in "
+            f"{recovered_s:.1f} s"
+        )
+        assert len(outcomes) > 200
+        assert success >= 0.995
+        # Full recovery: every request after the replacement answered at the first try.
+        assert all(ok and attempts == 1 for ok, attempts, _ in outcomes[after_recovery:])
     finally:
         stop.set()
         job.shutdown()

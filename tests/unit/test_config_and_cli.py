@@ -59,6 +59,7 @@ def test_partition_assignment_round_robin():
         (["run", "--members", "0"], "must be >= 1"),
         (["run", "--config", "/nonexistent/job.yaml"], "cannot read config file"),
         (["run", "--members", "two"], "expected a whole number"),
+        (["run", "--replicas", "0"], "must be >= 1"),
         (["run", "--port", "70000"], "port"),
         (["run", "--model", "lstm", "--input-window", "1"], "must be >= 2"),
         (["run", "--model", "custom"], "factory='module:function'"),
