@@ -1,14 +1,17 @@
 """Model factory: the Keras network each member trains, built from plain configuration.
 
-Architecture comes from configuration, never from pickled code, so a snapshot only
-carries arrays (`model.get_weights()`), and Serve rebuilds the same network to load it.
-The first layer standardises inputs with running statistics that are part of the
-model's weights, so training and serving preprocess identically by construction.
+Architecture comes from configuration (or a user's `.keras` archive, JSON plus weights,
+loaded in Keras safe mode), never from pickled code, so a snapshot only carries arrays
+(`model.get_weights()`), and Serve rebuilds the same network to load it. The first layer
+standardises inputs with running statistics that are part of the model's weights, so
+training and serving preprocess identically by construction.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import zipfile
 from typing import Any
 
 import keras
@@ -83,7 +86,8 @@ def build_model(spec: ModelSpec, n_features: int, *, name: str = "member") -> ke
 
     Bodies: ``mlp`` (dense layers on one row), ``lstm`` (an LSTM over the window, then
     dense layers), ``conv1d`` (up to two convolutions over the window, flattened, then
-    dense layers), ``custom`` (the user's model, checked against the task).
+    dense layers), ``custom`` (the user's model from `module:function`) or ``file`` (the
+    user's model from a ``.keras`` file), both checked against the task.
 
     Args:
         spec: architecture, task and optimiser settings.
@@ -95,14 +99,15 @@ def build_model(spec: ModelSpec, n_features: int, *, name: str = "member") -> ke
         ``(n, spec.output_units)``: probabilities for classification, values for regression.
 
     Raises:
-        ModelError: if `n_features` < 1, or a custom model does not fit the task.
+        ModelError: if `n_features` < 1, or a user's model cannot be loaded (a file
+            that is not a Keras archive, a Lambda layer) or does not fit the task.
     """
     if n_features < 1:
         raise ModelError(f"a model needs at least one input feature, got {n_features}")
     inputs = keras.Input(shape=spec.input_shape(n_features), name=f"{name}_x")
     hidden = RunningStandardize(spec.normaliser_horizon, name=f"{name}_standardize")(inputs)
-    if spec.kind == "custom":
-        return keras.Model(inputs, _custom_body(spec, n_features)(hidden), name=name)
+    if spec.kind in ("custom", "file"):
+        return keras.Model(inputs, _user_body(spec, n_features)(hidden), name=name)
     if spec.kind == "lstm":
         hidden = keras.layers.LSTM(spec.units, name=f"{name}_lstm")(hidden)
     elif spec.kind == "conv1d":
@@ -127,12 +132,11 @@ def build_model(spec: ModelSpec, n_features: int, *, name: str = "member") -> ke
     return keras.Model(inputs, outputs, name=name)
 
 
-def _custom_body(spec: ModelSpec, n_features: int) -> keras.Model:
-    """Import the user's factory, call it, and check its model against the task.
-
-    The model comes from code the user named in the configuration, never from a pickled
-    or saved file, so nothing is deserialised; Serve replicas import the same module.
-    """
+def _user_body(spec: ModelSpec, n_features: int) -> keras.Model:
+    """The user's model (from a factory or a file), checked against the task."""
+    if spec.kind == "file":
+        assert spec.path is not None  # ModelSpec guarantees it for kind="file"
+        return _checked(load_model_file(spec.path), spec.path, spec, n_features)
     assert spec.factory is not None  # ModelSpec guarantees it for kind="custom"
     module_name, function_name = spec.factory.split(":")
     try:
@@ -145,30 +149,64 @@ def _custom_body(spec: ModelSpec, n_features: int) -> keras.Model:
             f"model factory {spec.factory!r} returned {type(model).__name__}, "
             "expected a keras.Model"
         )
+    return _checked(model, spec.factory, spec, n_features)
+
+
+def load_model_file(path: str) -> keras.Model:
+    """Load a user's ``.keras`` archive in Keras safe mode; nothing in it runs as code.
+
+    Safe mode refuses Lambda layers holding Python bytecode and any other object it
+    would have to unpickle. A file that is not a zip archive (a pickle, an HDF5 file
+    renamed ``.keras``) is refused before Keras opens it: Keras' HDF5 loader is the legacy
+    path where unsafe deserialisation lived.
+
+    Raises:
+        ModelError: for a missing file, one that is not a Keras v3 archive, or one that
+            safe mode refuses; the message names the file and the reason.
+    """
+    if not os.path.isfile(path):
+        raise ModelError(f"model file {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(
+            f"model file {path!r} is not a Keras v3 archive (.keras, a zip); pickles and "
+            "HDF5 files are refused, loading them can run code"
+        )
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, KeyError, ... here
+        reason = " ".join(str(error).split())
+        raise ModelError(f"model file {path!r} refused in Keras safe mode: {reason}") from None
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"model file {path!r} holds a {type(model).__name__}, not a model")
+    return model
+
+
+def _checked(model: keras.Model, origin: str, spec: ModelSpec, n_features: int) -> keras.Model:
+    """`model` if its input and output shapes and output activation fit the task."""
     expected_in = (None, *spec.input_shape(n_features))
     got_in = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
     if got_in != expected_in:
         raise ModelError(
-            f"model from {spec.factory!r} takes input shape {got_in}, the stream needs "
+            f"model from {origin!r} takes input shape {got_in}, the stream needs "
             f"{expected_in} ({n_features} features"
             + (f", window {spec.window})" if spec.is_sequence else ")")
         )
     got_out = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
     if got_out != (None, spec.output_units):
         raise ModelError(
-            f"model from {spec.factory!r} has output shape {got_out}, a {spec.task} task "
+            f"model from {origin!r} has output shape {got_out}, a {spec.task} task "
             f"needs {(None, spec.output_units)}"
         )
     sample = np.random.default_rng(0).normal(size=(8, *spec.input_shape(n_features)))
     probe = np.asarray(model(sample.astype("float32")))
     if spec.task == "binary" and not ((probe >= 0) & (probe <= 1)).all():
         raise ModelError(
-            f"model from {spec.factory!r} must end in a sigmoid for a binary task "
+            f"model from {origin!r} must end in a sigmoid for a binary task "
             "(its outputs are not probabilities)"
         )
     if spec.task == "multiclass" and not np.allclose(probe.sum(axis=1), 1.0, atol=1e-4):
         raise ModelError(
-            f"model from {spec.factory!r} must end in a softmax for a multiclass task "
+            f"model from {origin!r} must end in a softmax for a multiclass task "
             "(its outputs do not sum to 1)"
         )
     return model

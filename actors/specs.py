@@ -26,13 +26,13 @@ __all__ = [
 ]
 
 TaskKind = Literal["binary", "multiclass", "regression"]
-ModelKind = Literal["mlp", "lstm", "conv1d", "custom"]
+ModelKind = Literal["mlp", "lstm", "conv1d", "custom", "file"]
 StrategyName = Literal["finetune", "replay", "head", "distill", "reset"]
 ScheduleName = Literal["constant", "decay", "warmup"]
 LagPolicy = Literal["uniform", "newest"]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
-MODEL_KINDS: tuple[str, ...] = ("mlp", "lstm", "conv1d", "custom")
+MODEL_KINDS: tuple[str, ...] = ("mlp", "lstm", "conv1d", "custom", "file")
 STRATEGIES: tuple[str, ...] = ("finetune", "replay", "head", "distill", "reset")
 SCHEDULES: tuple[str, ...] = ("constant", "decay", "warmup")
 LAG_POLICIES: tuple[str, ...] = ("uniform", "newest")
@@ -47,7 +47,8 @@ class ModelSpec:
     Args:
         kind: ``mlp`` for tabular rows; ``lstm`` or ``conv1d`` over sliding windows of
             `window` consecutive rows of a partition; ``custom``: the Keras model that
-            `factory` returns.
+            `factory` returns; ``file``: the Keras model saved in `path` (a ``.keras``
+            archive, loaded in Keras safe mode; its weights are the starting point).
         hidden: units of each hidden layer (mlp), or of the dense layers after the
             recurrent or convolutional block (lstm, conv1d).
         activation: hidden-layer activation.
@@ -64,6 +65,9 @@ class ModelSpec:
         factory: ``module:function`` for ``custom``; the function takes no argument and
             returns a Keras model with input shape ``(n_features,)`` (or
             ``(window, n_features)`` when `window` > 1) and the task's output units.
+        path: the ``.keras`` file for ``file``, with the same input and output shapes.
+            Every member and replica loads it, so on a cluster it must be on every node
+            (or on storage they share).
     """
 
     kind: ModelKind = "mlp"
@@ -78,6 +82,7 @@ class ModelSpec:
     filters: int = 32
     kernel_size: int = 5
     factory: str | None = None
+    path: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -118,6 +123,15 @@ class ModelSpec:
                 )
         elif self.factory is not None:
             raise ModelError(f"factory is only used with kind='custom', not {self.kind!r}")
+        if self.kind == "file":
+            if not self.path or not self.path.endswith(".keras"):
+                raise ModelError(
+                    f"a file model needs path='....keras' (a Keras v3 archive), got "
+                    f"{self.path!r}: HDF5 and pickled models are refused, loading them can "
+                    "run code"
+                )
+        elif self.path is not None:
+            raise ModelError(f"path is only used with kind='file', not {self.kind!r}")
 
     @property
     def output_units(self) -> int:

@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--model",
-        choices=["mlp", "lstm", "conv1d", "custom"],
+        choices=["mlp", "lstm", "conv1d", "custom", "file"],
         help="member network (default mlp; lstm/conv1d read windows of consecutive rows)",
     )
     run.add_argument(
@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-factory",
         metavar="MODULE:FUNCTION",
         help="custom model: a function returning a Keras model (checked against the task)",
+    )
+    run.add_argument(
+        "--model-file",
+        metavar="PATH",
+        help="file model: a .keras archive, loaded in Keras safe mode (Lambda layers and "
+        "pickles refused), checked against the task; training starts from its weights",
     )
     run.add_argument(
         "--strategy",

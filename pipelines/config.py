@@ -130,9 +130,10 @@ class JobConfig(BaseModel):
         "binary", description="what the label is: 0/1, a class index 0..n_classes-1, or a number"
     )
     n_classes: int = Field(2, ge=2, description="classes of a multiclass task")
-    model: Literal["mlp", "lstm", "conv1d", "custom"] = Field(
+    model: Literal["mlp", "lstm", "conv1d", "custom", "file"] = Field(
         "mlp",
-        description="member network: mlp on rows, lstm/conv1d on windows of rows, or custom",
+        description="member network: mlp on rows, lstm/conv1d on windows of rows, custom "
+        "(model_factory) or file (model_file)",
     )
     input_window: int | None = Field(
         None,
@@ -142,6 +143,11 @@ class JobConfig(BaseModel):
     )
     model_factory: str | None = Field(
         None, description="custom model: 'module:function' returning a Keras model"
+    )
+    model_file: str | None = Field(
+        None,
+        description="file model: a .keras archive, loaded in Keras safe mode (no Lambda "
+        "layers, no pickles); its weights are where training starts",
     )
     hidden: tuple[int, ...] = Field(
         (32, 32), description="hidden layer sizes (mlp), or dense sizes after lstm/conv1d"
@@ -293,6 +299,7 @@ class JobConfig(BaseModel):
             n_classes=self.n_classes,
             window=window,
             factory=self.model_factory,
+            path=self.model_file,
         )
 
     def strategy_spec(self) -> StrategySpec:

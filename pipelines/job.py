@@ -118,9 +118,9 @@ class Job:
         partitions = stream.partitions()
         self._features = list(stream.schema.features)
         self.partitions_by_member = assign_partitions(partitions, cfg.members)
-        if cfg.model == "custom":
-            # Import and check the user's model here, so a bad factory is one clear error
-            # before any actor starts (every actor imports the same module by name).
+        if cfg.model in ("custom", "file"):
+            # Load and check the user's model here, so a bad factory or file is one clear
+            # error before any actor starts (every actor loads the same one by name).
             build_model(cfg.model_spec(), len(self._features))
         logger.info(
             "starting %s Ray, %d member(s) on %d partition(s), the coordinator and Serve "
