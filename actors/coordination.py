@@ -71,9 +71,12 @@ class CoordinatorCore:
         policy_params: the policy's own parameters (``temperature``, ``eta``).
         task: what the members predict, ``binary``, ``multiclass`` or ``regression``;
             it sets the shape `record_scores` takes and the figures `summary` reports.
+        max_history: history points kept; past it the history is halved (every other
+            point goes), so a run of any length keeps a bounded history of all of it.
 
     Raises:
-        ConfigError: for an unknown task, or a policy setting out of range.
+        ConfigError: for an unknown task, max_history < 2, or a policy setting out of
+            range.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class CoordinatorCore:
         min_eval_rows: int = 50,
         policy_params: dict[str, Any] | None = None,
         task: str = "binary",
+        max_history: int = 2_000,
     ):
         if task not in TASKS:
             raise ConfigError(f"task ({task!r}) must be one of {', '.join(TASKS)}")
@@ -101,6 +105,10 @@ class CoordinatorCore:
         self.equal_weight = self._tracker()
         self._labels: deque[float] = deque(maxlen=self.window)
         self.history: list[dict] = []
+        if max_history < 2:
+            raise ConfigError(f"max_history must be >= 2 points, got {max_history}")
+        self.max_history = int(max_history)
+        self.history_thinned = 0  # times the history was halved (see `record_history`)
         common = {
             "window": self.window,
             "floor": floor,
@@ -248,6 +256,13 @@ class CoordinatorCore:
             point["equal_weight_accuracy"] = self.equal_weight.value()
         point["members"] = members
         self.history.append(point)
+        if len(self.history) > self.max_history:
+            # Every other point goes (the newest stays): memory and checkpoints stay
+            # bounded however long the run, and the history still spans all of it. The
+            # caller doubles its interval per halving (`history_thinned`), so points stay
+            # evenly spaced instead of the oldest thinning again and again.
+            self.history = [*self.history[:-1:2], self.history[-1]]
+            self.history_thinned += 1
         return point
 
     def rows_per_s(self, span_s: float = 5.0) -> float | None:

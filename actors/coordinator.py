@@ -25,6 +25,7 @@ import ray
 
 from actors.coordination import CoordinatorCore
 from actors.ensemble_model import EnsembleModel
+from actors.process_info import memory_mb
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
@@ -127,6 +128,7 @@ class CoordinatorActor:
         meta = checkpoint.meta
         self._version = int(meta["version"]) + RESTART_VERSION_GAP
         self._core.history = list(meta["history"])
+        self._core.history_thinned = int(meta.get("history_thinned", 0))
         self.restarts = int(meta.get("restarts", 0)) + 1
         self._started -= float(meta.get("elapsed_s", 0.0))
         try:
@@ -151,6 +153,7 @@ class CoordinatorActor:
         meta = {
             "version": self._version,
             "history": self._core.history,
+            "history_thinned": self._core.history_thinned,
             "restarts": self.restarts,
             "elapsed_s": time.monotonic() - self._started,
             "core": core,
@@ -193,7 +196,9 @@ class CoordinatorActor:
         if snapshot is not None and "sent_at" in stats:
             self._publish_times.append((self._version, float(stats["sent_at"]), time.time()))
         now = time.monotonic()
-        if now - self._last_history >= self._history_interval_s:
+        # The interval doubles with each halving of the history, so points stay even.
+        interval = self._history_interval_s * 2**self._core.history_thinned
+        if now - self._last_history >= interval:
             self._core.record_history(now - self._started)
             self._last_history = now
         self._latest = self._assemble_snapshot()
@@ -259,6 +264,7 @@ class CoordinatorActor:
             "publishes": self._publishes,
             "busy_s": round(self._busy_s, 3),
             "mean_publish_ms": round(1000 * self._busy_s / max(self._publishes, 1), 3),
+            **memory_mb(),
         }
         return summary
 

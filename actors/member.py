@@ -26,6 +26,7 @@ import ray
 
 from actors.errors import SourceError
 from actors.member_core import MemberCore
+from actors.process_info import memory_mb
 from actors.snapshot import MemberSnapshot
 from actors.specs import MemberConfig
 from actors.tf_runtime import configure_tensorflow
@@ -216,4 +217,7 @@ class MemberActor:
         stats["checkpoints"] = self._checkpoints
         stats["commit_failures"] = self._commit_failures
         stats["restored_from"] = self.restored_from
+        stats.update(memory_mb())
+        stats["pid"] = os.getpid()
+        stats["node"] = ray.get_runtime_context().get_node_id()
         return stats

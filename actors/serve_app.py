@@ -45,6 +45,7 @@ from starlette.responses import JSONResponse
 
 from actors.ensemble_model import EnsembleModel
 from actors.errors import RequestError
+from actors.process_info import memory_mb
 from actors.requests import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ROWS,
@@ -272,7 +273,12 @@ class EnsembleServer:
     async def _healthz(self, request: Request) -> JSONResponse:
         live = self._live
         return JSONResponse(
-            {"ok": True, "weights_version": live.version if live else None, "pid": os.getpid()}
+            {
+                "ok": True,
+                "weights_version": live.version if live else None,
+                "pid": os.getpid(),
+                **memory_mb(),
+            }
         )
 
     async def _status(self, request: Request) -> JSONResponse:

@@ -202,6 +202,11 @@ class JobConfig(BaseModel):
         gt=0,
         description="CPUs reserved per member (default: cluster CPUs / members, at most 1)",
     )
+    placement: Literal["spread", "pack"] = Field(
+        "spread",
+        description="spread members over the cluster's nodes (one node's loss takes few), "
+        "or pack them where Ray finds room first",
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> JobConfig:

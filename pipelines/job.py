@@ -161,6 +161,7 @@ class Job:
             # member's newest checkpoint (see actors/member.py).
             actor = MemberActor.options(  # type: ignore[attr-defined]
                 num_cpus=member_cpus,
+                scheduling_strategy="SPREAD" if cfg.placement == "spread" else "DEFAULT",
                 max_restarts=cfg.member_max_restarts,
                 max_task_retries=-1 if cfg.member_max_restarts else 0,
             ).remote(
@@ -360,6 +361,10 @@ class Job:
                         "rows_per_s",
                         "offsets",
                         "tf_threads",
+                        "rss_mb",
+                        "private_mb",
+                        "node",
+                        "pid",
                         "strategy",
                         "resets",
                         "best_snapshot",

@@ -347,3 +347,14 @@ def test_one_large_sample_cannot_flood_the_shared_windows():
     assert core.members[0].shared.rows == 332  # the newest 166 of the 10,000
     # Half its window is still the rows it got right (uncapped, all 500 would be wrong).
     assert core.members[0].shared.value() == pytest.approx(0.5)
+
+
+def test_the_history_stays_bounded_and_spans_the_whole_run():
+    core = CoordinatorCore({0: [0], 1: [1]}, window=100, max_history=10)
+    for second in range(1_000):
+        core.record_history(float(second))
+        assert len(core.history) <= 10
+    elapsed = [point["elapsed_s"] for point in core.history]
+    assert elapsed[0] == 0.0 and elapsed[-1] == 999.0  # the first and the newest stay
+    assert elapsed == sorted(elapsed)
+    assert core.history_thinned >= 6  # halved each time it overflowed (1000 / 10 ~ 2^7)
