@@ -40,6 +40,42 @@ __all__ = ["MemberActor"]
 logger = logging.getLogger(__name__)
 
 
+def checkpoint_name(member_id: int) -> str:
+    return f"member-{member_id}"
+
+
+def open_member(
+    member_id: int,
+    source: SourceSpec,
+    partitions: list[int],
+    config: MemberConfig,
+    store: CheckpointStore | None,
+) -> tuple[MemberCore, int | None]:
+    """A member's core at its newest checkpoint (weights and offsets of one checkpoint).
+
+    Returns:
+        (core, the sequence of the checkpoint restored, or None when it starts afresh).
+    """
+    checkpoint = store.latest(checkpoint_name(member_id)) if store is not None else None
+    resume = {} if checkpoint is None else checkpoint.meta["offsets"]
+    stream = open_source(source)
+    # A partition the checkpoint holds resumes at its offset; another one (new to this
+    # member) at the source's committed offset (None): the checkpoint, not the group's
+    # commit, says where to go on, so a crash between the two loses nothing.
+    readers = [stream.open(p, resume.get(str(p))) for p in partitions]
+    core = MemberCore(member_id, readers, stream.schema, config)
+    if checkpoint is None:
+        return core, None
+    core.restore(checkpoint.arrays, checkpoint.meta)
+    logger.info(
+        "member %d restored checkpoint %d at offsets %s",
+        member_id,
+        checkpoint.sequence,
+        checkpoint.meta["offsets"],
+    )
+    return core, checkpoint.sequence
+
+
 @ray.remote(max_concurrency=2)  # type: ignore[call-overload]
 class MemberActor:
     """Holds one ensemble member; trains it test-then-train on its own partitions.
@@ -78,24 +114,10 @@ class MemberActor:
             if config.checkpoint.uri is not None
             else None
         )
-        self._name = f"member-{member_id}"
-        checkpoint = self._store.latest(self._name) if self._store is not None else None
-        resume = {} if checkpoint is None else checkpoint.meta["offsets"]
-        stream = open_source(source)
-        # A partition the checkpoint holds resumes at its offset; another one (new to
-        # this member) at the source's committed offset (None).
-        readers = [stream.open(p, resume.get(str(p))) for p in partitions]
-        self._core = MemberCore(member_id, readers, stream.schema, config)
-        self.restored_from: int | None = None
-        if checkpoint is not None:
-            self._core.restore(checkpoint.arrays, checkpoint.meta)
-            self.restored_from = checkpoint.sequence
-            logger.info(
-                "member %d restored checkpoint %d at offsets %s",
-                member_id,
-                checkpoint.sequence,
-                checkpoint.meta["offsets"],
-            )
+        self._name = checkpoint_name(member_id)
+        self._core, self.restored_from = open_member(
+            member_id, source, partitions, config, self._store
+        )
         self._coordinator = coordinator
         self._sink = open_dead_letter_sink(dead_letter_path, member_id=member_id)
         self._learn_log = LearnLog(config.learn_log, member_id) if config.learn_log else None
