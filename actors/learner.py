@@ -96,8 +96,14 @@ class OnlineLearner:
             layer for layer in self.model.layers if isinstance(layer, RunningStandardize)
         )
         self._train_variables = self._trainable(self.model)
+        # A multiplier on the schedule, read inside the compiled step: a drift response
+        # raises the rate for a while without retracing (see `set_rate_multiplier`).
+        self._rate_multiplier = tf.Variable(1.0, trainable=False, name="rate_multiplier")
         self._optimizer = keras.optimizers.Adam(
-            learning_rate=learning_rate_schedule(self.spec.learning_rate, self.strategy)
+            learning_rate=_Multiplied(
+                learning_rate_schedule(self.spec.learning_rate, self.strategy),
+                self._rate_multiplier,
+            )
         )
         self._optimizer.build(self._train_variables)
         self._loss = _task_loss(self.spec)
@@ -259,8 +265,22 @@ class OnlineLearner:
 
     @property
     def resets(self) -> int:
-        """How many times the ``reset`` strategy discarded the network."""
+        """How many times the network was discarded (``reset`` strategy or drift response)."""
         return self._resets
+
+    def reset_network(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Discard the network now and fit a fresh one on (x, y) (a drift response)."""
+        self._reset(self._check(x), np.asarray(y, dtype=np.float32).reshape(-1))
+
+    def set_rate_multiplier(self, multiplier: float) -> None:
+        """Scale the learning rate (its schedule) by `multiplier` from the next step on."""
+        if not multiplier > 0:
+            raise ModelError(f"the learning-rate multiplier must be > 0, got {multiplier}")
+        self._rate_multiplier.assign(float(multiplier))
+
+    @property
+    def rate_multiplier(self) -> float:
+        return float(self._rate_multiplier.numpy())
 
     def predict_proba_many(self, x: np.ndarray) -> np.ndarray:
         """Classification: the positive-class probability (binary, shape (n,)) or every
@@ -322,6 +342,21 @@ class OnlineLearner:
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.model.set_weights(weights)
+
+
+class _Multiplied(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate (constant or schedule) times a variable multiplier."""
+
+    def __init__(self, base: float | keras.optimizers.schedules.LearningRateSchedule, multiplier):
+        self.base = base
+        self.multiplier = multiplier
+
+    def __call__(self, step):
+        rate = self.base(step) if callable(self.base) else self.base
+        return tf.cast(rate, tf.float32) * self.multiplier
+
+    def get_config(self) -> dict:
+        return {"multiplier": float(self.multiplier.numpy())}
 
 
 def _task_loss(spec: ModelSpec) -> keras.losses.Loss:

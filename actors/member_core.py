@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from actors.best_snapshot import BestSnapshotGuard
+from actors.drift_response import DriftResponder
 from actors.errors import CheckpointError
 from actors.intake import Intake, PartitionIntake
 from actors.learner import OnlineLearner
@@ -97,6 +98,11 @@ class MemberCore:
         self._sample_x: list[np.ndarray] = []
         self._sample_y: list[np.ndarray] = []
         self._sample_rows = 0
+        self.drift = (
+            DriftResponder(config.drift, self.regression)
+            if config.drift.detector is not None
+            else None
+        )
         self.guard: BestSnapshotGuard | None = None
         self._best_forward = None
         if config.best_margin is not None:
@@ -191,6 +197,8 @@ class MemberCore:
             self.recent.add(outcome.scores)
             self.rows_learned += outcome.rows
             self.batches += 1
+            if self.drift is not None:
+                self._answer_drift(x, y, outcome.scores)
             if (
                 self.guard is not None
                 and self.guard.best_weights is not None
@@ -198,6 +206,18 @@ class MemberCore:
             ):
                 self.guard.observe(outcome.scores, self._best_scores(x, y))
         return dead
+
+    def _answer_drift(self, x: np.ndarray, y: np.ndarray, scores: np.ndarray) -> None:
+        """Feed the step's scores to the drift detector; carry out the action it calls for."""
+        assert self.drift is not None
+        action = self.drift.observe(scores, self.rows_learned, self.recent.value())
+        if action == "reset":
+            # Fitted on the very batch that showed the drift: post-drift rows already.
+            self.learner.reset_network(x, y)
+        elif action == "boost-lr":
+            self.learner.set_rate_multiplier(self.config.drift.boost_factor)
+        elif action == "end-boost":
+            self.learner.set_rate_multiplier(1.0)
 
     def _best_scores(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per-row scores of the best snapshot on rows the current network was tested on."""
@@ -288,6 +308,9 @@ class MemberCore:
             "model": self.config.model.kind,
             "strategy": self.config.strategy.name,
         }
+        if self.drift is not None:
+            drift_arrays, meta["drift"] = self.drift.state()
+            arrays.update(drift_arrays)
         return arrays, meta
 
     def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -306,6 +329,13 @@ class MemberCore:
                     f"member {self.member_id}'s checkpoint was written with {key} "
                     f"{meta.get(key)!r}, this job uses {ours!r}"
                 )
+        if self.drift is not None:
+            try:
+                self.drift.restore(arrays, meta.get("drift", {}))
+            except (ValueError, KeyError) as error:
+                raise CheckpointError(f"member {self.member_id}'s checkpoint: {error}") from None
+            if self.drift.boosting:  # a boost in progress goes on after the restart
+                self.learner.set_rate_multiplier(self.config.drift.boost_factor)
         self.learner.load_state_arrays(arrays)
         self.recent.load_state(arrays["recent/values"], meta["recent"])
         for name, value in meta["counters"].items():
@@ -345,6 +375,8 @@ class MemberCore:
             stats["prequential_accuracy"] = cumulative
         if self.guard is not None:
             stats["best_snapshot"] = self.guard.state()
+        if self.drift is not None:
+            stats["drift"] = self.drift.summary()
         return stats
 
 

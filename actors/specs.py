@@ -289,6 +289,51 @@ class CheckpointSpec:
             raise ConfigError(f"checkpoint keep must be >= 1, got {self.keep}")
 
 
+DRIFT_ACTIONS: tuple[str, ...] = ("reset", "boost-lr", "none")
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """Drift detection on a member's own error stream, and what the member does then.
+
+    Args:
+        detector: ``adwin``, ``page-hinkley`` or ``ddm`` (classification only), or None
+            for no detection (see `actors.drift`).
+        action: ``reset`` (a fresh network fitted on the batch that showed the drift,
+            then learning on from there), ``boost-lr`` (the learning rate times
+            `boost_factor` for `boost_rows` rows), or ``none`` (record the event only).
+        cooldown_rows: rows learned after an action in which further detections are
+            recorded as suppressed, not acted on (no flapping while the member adapts).
+        boost_factor: learning-rate multiplier of ``boost-lr``.
+        boost_rows: rows the boost lasts.
+        params: the detector's own settings, e.g. ``(("delta", 0.002),)`` for ADWIN.
+    """
+
+    detector: str | None = None
+    action: str = "reset"
+    cooldown_rows: int = 2_000
+    boost_factor: float = 3.0
+    boost_rows: int = 5_000
+    params: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        from actors.drift import make_detector  # drift imports errors only; no cycle
+
+        if self.detector is not None:
+            make_detector(self.detector, **dict(self.params))  # checks name and settings
+        elif self.params:
+            raise ConfigError("drift detector settings were given but no detector")
+        if self.action not in DRIFT_ACTIONS:
+            raise ConfigError(
+                f"unknown drift action {self.action!r}; expected one of {', '.join(DRIFT_ACTIONS)}"
+            )
+        if self.cooldown_rows < 0 or self.boost_rows < 1 or not self.boost_factor > 0:
+            raise ConfigError(
+                "drift needs cooldown_rows >= 0, boost_rows >= 1 and boost_factor > 0; got "
+                f"{self.cooldown_rows}, {self.boost_rows}, {self.boost_factor}"
+            )
+
+
 @dataclass(frozen=True)
 class MemberConfig:
     """Settings of one member.
@@ -314,6 +359,7 @@ class MemberConfig:
         seed: seeds the network and the evaluation sampling.
         ingest: how the member reads (slow-stream gathering, keeping pace when behind).
         checkpoint: where and how often the member checkpoints before committing offsets.
+        drift: drift detection on the member's errors and its response.
         learn_log: optional JSON-lines file where the member appends the offset range of
             every batch it learns (an audit trail: which offsets were learned how often).
     """
@@ -331,6 +377,7 @@ class MemberConfig:
     seed: int = 0
     ingest: IngestSpec = field(default_factory=IngestSpec)
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    drift: DriftSpec = field(default_factory=DriftSpec)
     learn_log: str | None = None
 
     def __post_init__(self) -> None:
@@ -348,3 +395,8 @@ class MemberConfig:
             raise ConfigError(f"best_margin must be > 0 (or None: off), got {self.best_margin}")
         if self.best_check_every < 1:
             raise ConfigError(f"best_check_every must be >= 1, got {self.best_check_every}")
+        if self.drift.detector == "ddm" and self.model.task == "regression":
+            raise ConfigError(
+                "the ddm drift detector needs 0/1 errors (classification); a regression "
+                "member can use adwin or page-hinkley"
+            )

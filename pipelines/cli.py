@@ -248,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
         "pickles refused), checked against the task; training starts from its weights",
     )
     run.add_argument(
+        "--drift-detector",
+        choices=["none", "adwin", "page-hinkley", "ddm"],
+        help="drift detection on each member's errors (default none)",
+    )
+    run.add_argument(
+        "--drift-action",
+        choices=["reset", "boost-lr", "none"],
+        help="a member's answer to a drift (default reset: a fresh network)",
+    )
+    run.add_argument(
         "--strategy",
         choices=["finetune", "replay", "head", "distill", "reset"],
         help="how members update (default finetune)",

@@ -15,7 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.errors import ConfigError
-from actors.specs import CheckpointSpec, IngestSpec, MemberConfig, ModelSpec, StrategySpec
+from actors.specs import (
+    CheckpointSpec,
+    DriftSpec,
+    IngestSpec,
+    MemberConfig,
+    ModelSpec,
+    StrategySpec,
+)
 from pipelines.sources.base import SourceSpec
 
 __all__ = ["JobConfig", "load_config"]
@@ -202,6 +209,22 @@ class JobConfig(BaseModel):
         gt=0,
         description="CPUs reserved per member (default: cluster CPUs / members, at most 1)",
     )
+    drift_detector: Literal["none", "adwin", "page-hinkley", "ddm"] = Field(
+        "none",
+        description="drift detection on each member's own errors (ddm: classification only)",
+    )
+    drift_action: Literal["reset", "boost-lr", "none"] = Field(
+        "reset",
+        description="what a member does on a drift: a fresh network, a raised learning rate "
+        "for a while, or only record the event",
+    )
+    drift_cooldown_rows: int = Field(
+        2_000, ge=0, description="rows after a drift response in which detections are not acted on"
+    )
+    drift_options: dict[str, float] = Field(
+        default_factory=dict,
+        description="the detector's own settings, e.g. {delta: 0.002} for adwin (actors/drift.py)",
+    )
     placement: Literal["spread", "pack"] = Field(
         "spread",
         description="spread members over the cluster's nodes (one node's loss takes few), "
@@ -271,6 +294,12 @@ class JobConfig(BaseModel):
                 every_rows=self.checkpoint_every_rows,
                 interval_s=self.checkpoint_interval_s,
                 keep=self.checkpoint_keep,
+            ),
+            drift=DriftSpec(
+                detector=None if self.drift_detector == "none" else self.drift_detector,
+                action=self.drift_action,
+                cooldown_rows=self.drift_cooldown_rows,
+                params=tuple(sorted(self.drift_options.items())),
             ),
             learn_log=self.learn_log,
         )

@@ -368,6 +368,7 @@ class Job:
                         "strategy",
                         "resets",
                         "best_snapshot",
+                        "drift",
                     )
                     if k in stats
                 },

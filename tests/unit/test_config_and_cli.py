@@ -60,6 +60,8 @@ def test_partition_assignment_round_robin():
         (["run", "--config", "/nonexistent/job.yaml"], "cannot read config file"),
         (["run", "--members", "two"], "expected a whole number"),
         (["run", "--replicas", "0"], "must be >= 1"),
+        (["run", "--drift-detector", "cusum"], "invalid choice"),
+        (["run", "--task", "regression", "--drift-detector", "ddm"], "needs 0/1 errors"),
         (["run", "--port", "70000"], "port"),
         (["run", "--model", "lstm", "--input-window", "1"], "must be >= 2"),
         (["run", "--model", "custom"], "factory='module:function'"),
@@ -129,3 +131,20 @@ def test_resume_needs_a_folder_with_member_checkpoints(tmp_path):
     with pytest.raises(ConfigError, match="resume with --members 3"):
         Job(JobConfig(resume=str(tmp_path / "run"), members=2, report=tmp_path))
     assert Job(JobConfig(resume=str(tmp_path / "run"), members=3, report=tmp_path))
+
+
+def test_drift_settings_reach_the_member_config_and_bad_ones_are_one_line(tmp_path, capsys):
+    (tmp_path / "job.yaml").write_text(
+        "drift_detector: page-hinkley\ndrift_action: boost-lr\ndrift_cooldown_rows: 500\n"
+        "drift_options: {threshold: 30}\n"
+    )
+    drift = load_config(tmp_path / "job.yaml", {}).member_config().drift
+    assert (drift.detector, drift.action, drift.cooldown_rows) == ("page-hinkley", "boost-lr", 500)
+    assert drift.params == (("threshold", 30.0),)
+    assert JobConfig().member_config().drift.detector is None  # off unless asked for
+    (tmp_path / "bad.yaml").write_text("drift_detector: adwin\ndrift_options: {delta: 3}\n")
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(main(["run", "--config", str(tmp_path / "bad.yaml")]))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "adwin needs 0 < delta < 1" in err and len(err.splitlines()) == 1, err
