@@ -89,6 +89,7 @@ def poison_json(rows: pa.RecordBatch, every: int, seed: int) -> tuple[list[bytes
         b'{"x0": "abc", "x1": 0.1, "label": 1}',  # wrong type
         json.dumps({name: 0.5 for name in FEATURES}).encode(),  # missing label
         json.dumps({**{name: 0.5 for name in FEATURES}, "x3": float("nan"), "label": 1.0}).encode(),
+        json.dumps({**{name: 0.5 for name in FEATURES}, "x7": float("-inf"), "label": 0}).encode(),
         b"[1, 2, 3]",  # not an object
         json.dumps({**{f"x{i}": 0.5 for i in range(5)}, "label": 1.0}).encode(),  # wrong width
         json.dumps({**{name: 0.5 for name in FEATURES}, "label": "x" * 200_000}).encode(),  # huge
