@@ -357,7 +357,58 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N,...",
         help="member counts to measure, each 1..4 (default 1,2,4)",
     )
+    drift_bench = benches.add_parser(
+        "drift",
+        help="rows the ensemble needs to regain 95%% of its accuracy after an abrupt switch, "
+        "drift detection off vs on",
+        description="Two real jobs (4 members, coordinator, Serve) on the same SEA stream and "
+        "seed, switching concept half-way: one with drift detection off, one with it on. "
+        "Prints the ensemble's pre-switch accuracy, its lowest, the rows it needs to regain "
+        "95%% of it, and its accuracy over the quarter of the stream after the switch. "
+        "Starts its own embedded Ray.",
+    )
+    drift_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    drift_bench.add_argument(
+        "--rows", type=_positive_int, default=800_000, help="stream rows (default 800000)"
+    )
+    drift_bench.add_argument(
+        "--detector",
+        choices=["adwin", "page-hinkley", "ddm"],
+        default="adwin",
+        help="the detector of the run with detection on (default adwin)",
+    )
+    drift_bench.add_argument(
+        "--action",
+        choices=["reset", "boost-lr"],
+        default="reset",
+        help="what members do on a drift in that run (default reset)",
+    )
+    drift_bench.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     return parser
+
+
+def _bench_drift(args: argparse.Namespace) -> int:
+    from pipelines.bench.drift_bench import run_drift_bench
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_drift_bench(
+            rows=args.rows, detector=args.detector, action=args.action, port=args.port
+        )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['stream']}, {result['rows']:,} rows, {result['members']} members")
+    print(f"{'':28}{'detection off':>16}{'detection on':>16}")
+    off, on = result["detection_off"], result["detection_on"]
+    for label, key in (
+        ("pre-switch accuracy", "pre_switch_accuracy"),
+        ("lowest after the switch", "lowest_accuracy"),
+        ("rows to regain 95%", "rows_to_regain"),
+        ("accuracy, next quarter", "post_switch_accuracy"),
+        ("drift responses", "drift_events"),
+    ):
+        print(f"{label:28}{off[key]!s:>16}{on[key]!s:>16}")
+    return 0
 
 
 def _quiet_runtime_logs() -> None:
@@ -406,6 +457,8 @@ def _bench(args: argparse.Namespace) -> int:
         return _bench_train(args)
     if args.bench == "ingest":
         return _bench_ingest(args)
+    if args.bench == "drift":
+        return _bench_drift(args)
     from pipelines.bench.serve_bench import run_serve_bench
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.

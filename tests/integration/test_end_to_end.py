@@ -231,34 +231,3 @@ def test_members_size_tensorflow_threads_from_their_cpus(learnable):
     # 2 CPUs / 4 members = 0.5 CPU each -> one intra-op thread, not one per core.
     _, report, _ = learnable
     assert [m["tf_threads"] for m in report["members"]] == [1, 1, 1, 1]
-
-
-def test_a_job_trains_and_serves_a_model_from_a_keras_file(ray_local, tmp_path):
-    """Members and the Serve replica each load the user's file (in Keras safe mode)."""
-    import keras
-
-    inputs = keras.Input(shape=(len(FEATURES),))
-    hidden = keras.layers.Dense(16, activation="relu")(inputs)
-    path = tmp_path / "member.keras"
-    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden)).save(path)
-    config = JobConfig(
-        source="synthetic://hyperplane",
-        members=2,
-        rows=60_000,
-        port=free_port(),
-        report=tmp_path / "report",
-        progress=False,
-        model="file",
-        model_file=str(path),
-    )
-    job = Job(config)
-    job.start()
-    try:
-        reply = requests.post(f"{job.url}/predict", json={"rows": [ROW]}, timeout=30)
-        assert reply.status_code == 200, reply.text
-        assert 0.0 <= reply.json()["predictions"][0] <= 1.0
-        report = job.wait(poll_s=0.3)
-        assert report["rows_trained"] == 60_000
-        assert report["ensemble"]["prequential_accuracy"] > 0.8
-    finally:
-        job.shutdown()
