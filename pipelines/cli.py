@@ -397,17 +397,18 @@ def _bench_drift(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{result['stream']}, {result['rows']:,} rows, {result['members']} members")
-    print(f"{'':28}{'detection off':>16}{'detection on':>16}")
-    off, on = result["detection_off"], result["detection_on"]
-    for label, key in (
-        ("pre-switch accuracy", "pre_switch_accuracy"),
-        ("lowest after the switch", "lowest_accuracy"),
-        ("rows to regain 95%", "rows_to_regain"),
-        ("accuracy, next quarter", "post_switch_accuracy"),
-        ("drift responses", "drift_events"),
-    ):
-        print(f"{label:28}{off[key]!s:>16}{on[key]!s:>16}")
+    for name, stream in result["streams"].items():
+        print(f"{name} ({stream['uri']}), {result['rows']:,} rows, {result['members']} members")
+        print(f"{'':28}{'detection off':>16}{'detection on':>16}")
+        off, on = stream["detection_off"], stream["detection_on"]
+        for label, key in (
+            ("pre-switch accuracy", "pre_switch_accuracy"),
+            ("lowest after the switch", "lowest_accuracy"),
+            ("rows to regain 95%", "rows_to_regain"),
+            ("accuracy, next quarter", "post_switch_accuracy"),
+            ("drift responses", "drift_responses"),
+        ):
+            print(f"{label:28}{off[key]!s:>16}{on[key]!s:>16}")
     return 0
 
 
