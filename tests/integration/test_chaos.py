@@ -170,18 +170,22 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
         first_version, first_weight = min(restarted)
         assert first_weight is not None and first_weight < 0.1, (first_version, first_weight)
         # Nor does it go back towards uniform once the members' post-restart samples
-        # arrive: one member's burst fills at most its share of the windows
-        # (CoordinatorCore.sample_share); before that bound a noise burst gave 0.5 and
-        # 0.36. The noise member's accuracy hovers at chance, so it gets up to ~0.1 in a
-        # run without any fault as well.
-        worst_version, worst_weight = max(restarted, key=lambda answer: answer[1] or 0.0)
+        # arrive (within their first publishes after the restart): one member's burst
+        # fills at most its share of the windows (CoordinatorCore.sample_share); before
+        # that bound a noise burst gave 0.5 and 0.36 two versions after the first. The
+        # noise member's accuracy hovers at chance, so it gets up to ~0.1 in a run
+        # without any fault as well. Later versions are not bounded here: at the stream's
+        # end, once the good member has finished, only noise rows are sampled and every
+        # member looks like chance (weights go uniform; see test_policies.py).
+        early = [answer for answer in restarted if answer[0] <= first_version + 20]
+        worst_version, worst_weight = max(early, key=lambda answer: answer[1] or 0.0)
         assert worst_weight is not None and worst_weight < 0.25, (worst_version, worst_weight)
         reconciles(report, rows)
         print(
             f"coordinator kill: {len(answers)} requests, 0 failed; versions before "
             f"{before}, after {report['weights_version']}; noise member's weight "
             f"{weight_before:.3f} before, {first_weight:.3f} in the first restarted version "
-            f"{first_version}, at most {worst_weight:.3f} after the restart"
+            f"{first_version}, at most {worst_weight:.3f} in the 20 versions after it"
         )
     finally:
         stop.set()
