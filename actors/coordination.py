@@ -243,6 +243,9 @@ class CoordinatorCore:
             else:
                 members[str(mid)] = {"accuracy": shared.value()}
             members[str(mid)]["weight"] = float(w)
+            # The member's own rows: places its drift events (counted in its rows) on the
+            # stream axis of the report's plot.
+            members[str(mid)]["rows"] = self.members[mid].rows
         point: dict[str, Any] = {
             "rows": sum(r.rows for r in self.members.values()),
             "elapsed_s": round(float(elapsed_s), 3),

@@ -306,8 +306,54 @@ def _build_figure(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]
     member_ids = _member_ids(history)
     _plot_accuracy(acc_ax, rows, history, member_ids)
     _plot_weights(weight_ax, rows, history, member_ids)
+    marks = drift_marks(report, history)
+    for i, (at, member_id, action) in enumerate(marks):
+        acc_ax.axvline(
+            at,
+            color="dimgray",
+            linestyle=":",
+            linewidth=1.2,
+            label="drift detected" if i == 0 else None,
+        )
+        acc_ax.annotate(
+            f"m{member_id} {action}",
+            (at, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            fontsize=7,
+            color="dimgray",
+        )
+    if marks:
+        _legend_outside(acc_ax)  # again, now with the drift lines
     figure.suptitle(_title(report))
     return figure
+
+
+def drift_marks(
+    report: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+) -> list[tuple[float, str, str]]:
+    """Where each member's drift events fall on the plot's axis (rows seen by all).
+
+    An event is counted in its member's own rows; it goes at the first history point
+    where that member had learned as many. Events past the last point, or of members
+    without rows in the history, are left out.
+
+    Returns:
+        (rows seen, member id, action) per event, in the members' order.
+    """
+    marks = []
+    for member in report.get("members", []):
+        member_id = str(member.get("id"))
+        own = [
+            (float(p["rows"]), ((p.get("members") or {}).get(member_id) or {}).get("rows"))
+            for p in history
+        ]
+        for event in (member.get("drift") or {}).get("events", []):
+            at = next((x for x, r in own if r is not None and r >= event["rows"]), None)
+            if at is not None:
+                marks.append((at, member_id, str(event["action"])))
+    return marks
 
 
 def _plot_accuracy(

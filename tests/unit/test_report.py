@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.report import ReportPaths, summarise, write_report
+from pipelines.report import ReportPaths, drift_marks, summarise, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -281,3 +281,21 @@ def test_a_regression_report_summarises_and_plots_errors(tmp_path):
     ]
     paths = write_report(report, history, tmp_path)
     assert paths.plot_path.stat().st_size > 0
+
+
+def test_drift_events_are_placed_on_the_stream_axis_and_plotted(tmp_path: Path) -> None:
+    history = make_history()
+    for point in history:  # member 0 learns a third of the rows seen
+        point["members"]["0"]["rows"] = point["rows"] // 3
+    events = [
+        {"rows": 15_000, "action": "reset"},  # at the point with 45,000 rows seen
+        {"rows": 10**9, "action": "reset"},  # past the last point: left out
+    ]
+    members = make_report()["members"]
+    members[0]["drift"] = {"detector": "adwin", "events": events}
+    members[1]["drift"] = {"detector": "adwin", "events": [{"rows": 1, "action": "none"}]}
+    report = make_report(members=members)
+
+    # Member 1 has no rows in the history: its event has nowhere to go.
+    assert drift_marks(report, history) == [(45_000.0, "0", "reset")]
+    read_png(write_report(report, history, tmp_path).plot_path)
