@@ -206,19 +206,25 @@ def test_a_killed_member_resumes_from_its_checkpoint_losing_nothing(ray_local, k
 def test_a_member_behind_a_fast_stream_samples_to_keep_pace(ray_local, tmp_path):
     """Two partitions arriving at 100k rows/s each: faster than a member trains here."""
     produced = 400_000
-    source = f"synthetic://hyperplane?rate=100000&rows={produced}&noise=0.0"
+    # One concept (no mid-stream switch): the accuracy below is about learning from a
+    # thinned stream, not about recovering from a drift in a 2 s stream.
+    source = f"synthetic://hyperplane?rate=100000&rows={produced}&noise=0.0&drift_at=none"
     job, report = run(
         tmp_path, source, members=2, max_lag_rows=5_000, lag_policy="uniform", batch_size=256
     )
     try:
         reconciles(report, produced)
-        print(f"fast stream: {report['rows_trained']} learned, {report['rows_sampled']} sampled")
+        accuracy = report["ensemble"]["prequential_accuracy"]
+        print(
+            f"fast stream: {report['rows_trained']} learned, {report['rows_sampled']} sampled, "
+            f"accuracy {accuracy:.3f}"
+        )
         assert report["rows_sampled"] > 0, report
         assert report["dead_letter"] == 0
         # It kept pace: it finished close to when the last row arrived (2 s of stream),
         # instead of trailing by the rows it could not learn.
         assert all(m["rows_sampled"] > 0 for m in report["members"])
-        assert report["ensemble"]["prequential_accuracy"] > 0.8
+        assert accuracy > 0.8
     finally:
         job.shutdown()
 
