@@ -168,8 +168,11 @@ def test_a_killed_coordinator_comes_back_and_predictions_never_fail(ray_local, t
         restarted = [(v, w) for _, _, v, w in answers if v is not None and v > 1_000_000]
         assert restarted, "no answer came from the restarted coordinator"
         first_version, first_weight = min(restarted)
-        assert first_weight is not None and first_weight < 0.1, (first_version, first_weight)
-        # Nor does it go back towards uniform once the members' post-restart samples
+        # Uniform would be 0.5. The restored windows give the noise member what it had,
+        # near 0, moved a little by the members' first samples after the restart (which
+        # enter before the first complete snapshot): 0.000 to 0.161 seen across runs.
+        assert first_weight is not None and first_weight < 0.25, (first_version, first_weight)
+        # Nor does it go back towards uniform as the members' post-restart samples
         # arrive (within their first publishes after the restart): one member's burst
         # fills at most its share of the windows (CoordinatorCore.sample_share); before
         # that bound a noise burst gave 0.5 and 0.36 two versions after the first. The
