@@ -255,6 +255,24 @@ class WeightingPolicy(abc.ABC):
         self._rows = np.concatenate([self._rows[:keep], np.zeros(grow, np.int64)])
         self.n_members = n
 
+    def drop(self, index: int) -> None:
+        """Forget the member in column `index` (a retired member); the others keep theirs.
+
+        Raises:
+            ConfigError: if `index` is not a column, or it is the only member.
+        """
+        if not 0 <= index < self.n_members or self.n_members == 1:
+            raise ConfigError(
+                f"cannot drop member column {index} of {self.n_members}: an ensemble keeps "
+                "at least one member"
+            )
+        self._hit = np.delete(self._hit, index, axis=0)
+        self._sqerr = np.delete(self._sqerr, index, axis=0)
+        self._label = np.delete(self._label, index, axis=0)
+        self._next_slot = np.delete(self._next_slot, index)
+        self._rows = np.delete(self._rows, index)
+        self.n_members -= 1
+
     def state(self) -> dict[str, np.ndarray | float | int]:
         """Settings and windows as plain numbers and arrays (for `np.savez`, no pickle).
 

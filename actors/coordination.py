@@ -101,6 +101,7 @@ class CoordinatorCore:
             mid: MemberRecord(mid, list(parts), shared=self._tracker())
             for mid, parts in partitions_by_member.items()
         }
+        self.retired: dict[int, MemberRecord] = {}  # counters of members scaled away
         self.ensemble = self._tracker()
         self.equal_weight = self._tracker()
         self._labels: deque[float] = deque(maxlen=self.window)
@@ -130,6 +131,53 @@ class CoordinatorCore:
     @property
     def member_ids(self) -> list[int]:
         return sorted(self.members)
+
+    # -- membership changes (scaling) --------------------------------------------------
+
+    def add_member(self, member_id: int, partitions: list[int]) -> None:
+        """Take a new member in: an empty window, and the average share until it has one.
+
+        Ids only grow (a new id is above every current one), so the policies' columns,
+        which follow `member_ids` order, grow at the end.
+
+        Raises:
+            ConfigError: if the id is not above every current and retired member's.
+        """
+        used = [*self.members, *self.retired]
+        if used and member_id <= max(used):
+            raise ConfigError(
+                f"a new member's id must be above every id used so far ({max(used)}), "
+                f"got {member_id}"
+            )
+        self.members[member_id] = MemberRecord(member_id, list(partitions), shared=self._tracker())
+        for policy in self._policies().values():
+            policy.resize(len(self.members))
+
+    def remove_member(self, member_id: int) -> None:
+        """Retire a member: its windows go, its counters stay (in `retired`) for the totals.
+
+        Raises:
+            ConfigError: if it is not a current member, or the last one.
+        """
+        if member_id not in self.members:
+            raise ConfigError(f"member {member_id} is not in the ensemble ({self.member_ids})")
+        index = self.member_ids.index(member_id)
+        for policy in self._policies().values():
+            policy.drop(index)  # raises for the last member, before anything changes
+        record = self.members.pop(member_id)
+        record.partitions = []
+        self.retired[member_id] = record
+
+    def set_partitions(self, member_id: int, partitions: list[int]) -> None:
+        """Record which partitions a member reads now (after a reassignment)."""
+        self.members[member_id].partitions = list(partitions)
+
+    @property
+    def rows(self) -> int:
+        """Rows learned by every member, retired ones included."""
+        return sum(r.rows for r in self.members.values()) + sum(
+            r.rows for r in self.retired.values()
+        )
 
     @property
     def sample_share(self) -> int:
@@ -247,7 +295,7 @@ class CoordinatorCore:
             # stream axis of the report's plot.
             members[str(mid)]["rows"] = self.members[mid].rows
         point: dict[str, Any] = {
-            "rows": sum(r.rows for r in self.members.values()),
+            "rows": self.rows,
             "elapsed_s": round(float(elapsed_s), 3),
         }
         if self.regression:
@@ -301,7 +349,11 @@ class CoordinatorCore:
         score_name = self.policy.score_name
         return {
             "members": members,
-            "rows": sum(r.rows for r in self.members.values()),
+            "rows": self.rows,
+            "retired": [
+                {"id": r.member_id, "rows": r.rows, "dead_letter": r.dead_letter}
+                for r in self.retired.values()
+            ],
             "rows_per_s": self.rows_per_s(),
             "ensemble": self._ensemble_summary(),
             "policy": {
@@ -404,6 +456,10 @@ class CoordinatorCore:
                 }
                 for mid, r in self.members.items()
             },
+            "retired": {
+                str(mid): {"rows": r.rows, "dead_letter": r.dead_letter}
+                for mid, r in self.retired.items()
+            },
         }
         return arrays, meta
 
@@ -450,6 +506,12 @@ class CoordinatorCore:
             record.own_error = counters["own_error"]
             record.lag = counters["lag"]
             record.done = bool(counters["done"])
+        self.retired = {
+            int(mid): MemberRecord(
+                int(mid), [], rows=int(c["rows"]), dead_letter=int(c["dead_letter"])
+            )
+            for mid, c in meta.get("retired", {}).items()
+        }
 
     def _trackers(self) -> dict[str, RecentMean]:
         """Every recent-figure window by a stable name (members, ensemble, shadows)."""

@@ -25,6 +25,7 @@ import ray
 
 from actors.coordination import CoordinatorCore
 from actors.ensemble_model import EnsembleModel
+from actors.names import COORDINATOR_NAME
 from actors.process_info import memory_mb
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
@@ -35,7 +36,6 @@ __all__ = ["COORDINATOR_CHECKPOINT", "COORDINATOR_NAME", "RESTART_VERSION_GAP", 
 
 logger = logging.getLogger(__name__)
 
-COORDINATOR_NAME = "online-ensemble-coordinator"
 COORDINATOR_CHECKPOINT = "coordinator"
 RESTART_VERSION_GAP = 1_000_000
 """How far above its checkpointed version a restarted coordinator numbers snapshots: more
@@ -98,11 +98,29 @@ class CoordinatorActor:
             cap=cap,
             policy_params=policy_params,
         )
-        ids = self._core.member_ids
-        self._scorer = EnsembleModel(model_spec, n_features, len(ids))
-        self._scorer.warm_up()
-        self._index = {mid: i for i, mid in enumerate(ids)}
+        self._core_options: dict[str, Any] = {
+            "task": model_spec.task,
+            "window": window,
+            "policy": policy,
+            "floor": floor,
+            "cap": cap,
+            "policy_params": policy_params,
+        }
+        self._model_spec, self._n_features = model_spec, n_features
         self._refs: dict[int, Any] = {}
+        self._rebuild_scorer()
+        # Partitions handed over by scaling: member -> {partition: offset it starts at}.
+        self._handoff: dict[int, dict[int, int]] = {}
+        # After the first complete snapshot, members added by scaling join the served
+        # snapshot when they first publish (Serve builds a graph per member count then).
+        self._served_complete = False
+        # Recent shared-sample inputs (a new member's `distill` start learns the
+        # ensemble's answers on them). Bounded like the windows.
+        self._recent_x: deque[np.ndarray] = deque()
+        self._recent_rows = 0
+        self._scale_requests: deque[dict] = deque()
+        self._scale_results: dict[int, dict] = {}
+        self._scale_ids = 0
         self._version = 0
         self._latest: EnsembleSnapshot | None = None
         self._started = time.monotonic()
@@ -120,12 +138,35 @@ class CoordinatorActor:
         self.windows_restored = False
         self._restore()
 
+    def _rebuild_scorer(self) -> None:
+        """A scoring graph for the current member count, holding every snapshot held."""
+        ids = self._core.member_ids
+        self._scorer = EnsembleModel(self._model_spec, self._n_features, len(ids))
+        self._scorer.warm_up()
+        self._index = {mid: i for i, mid in enumerate(ids)}
+        for mid, ref in self._refs.items():
+            self._scorer.set_member_weights(self._index[mid], ray.get(ref).weights)
+
     def _restore(self) -> None:
         """Continue a previous incarnation's numbering and history (after a restart)."""
         checkpoint = self._store.latest(COORDINATOR_CHECKPOINT) if self._store else None
         if checkpoint is None:
             return
         meta = checkpoint.meta
+        saved = meta.get("core", {}).get("membership")
+        if saved is not None and {int(k): v for k, v in saved.items()} != {
+            mid: r.partitions for mid, r in self._core.members.items()
+        }:
+            # The ensemble was scaled before the crash: its members now are the saved ones.
+            self._core = CoordinatorCore(
+                {int(k): list(v) for k, v in saved.items()}, **self._core_options
+            )
+            self._rebuild_scorer()
+        self._handoff = {
+            int(m): {int(p): int(o) for p, o in moves.items()}
+            for m, moves in meta.get("handoff", {}).items()
+        }
+        self._served_complete = bool(meta.get("served_complete", False))
         self._version = int(meta["version"]) + RESTART_VERSION_GAP
         self._core.history = list(meta["history"])
         self._core.history_thinned = int(meta.get("history_thinned", 0))
@@ -157,6 +198,10 @@ class CoordinatorActor:
             "restarts": self.restarts,
             "elapsed_s": time.monotonic() - self._started,
             "core": core,
+            "handoff": {
+                str(m): {str(p): o for p, o in moves.items()} for m, moves in self._handoff.items()
+            },
+            "served_complete": self._served_complete,
         }
         self._store.save(COORDINATOR_CHECKPOINT, arrays, meta)
         self._checkpointed_at = time.monotonic()
@@ -184,6 +229,8 @@ class CoordinatorActor:
         Returns:
             The ensemble version after this publish.
         """
+        if member_id not in self._core.members:
+            return self._version  # retired by a scaling step; its last word is too late
         began = time.perf_counter()
         if sample is not None and len(sample[1]):
             self._score(*sample)
@@ -216,6 +263,10 @@ class CoordinatorActor:
         """
         share = self._core.sample_share  # the core keeps no more; score no more
         x, y = x[-share:], y[-share:]
+        self._recent_x.append(x)
+        self._recent_rows += len(x)
+        while self._recent_rows - len(self._recent_x[0]) >= self._core.window:
+            self._recent_rows -= len(self._recent_x.popleft())
         _, per_member = self._scorer.predict(x, np.zeros(len(self._index), np.float32))
         self._core.record_scores(per_member, y)
 
@@ -242,9 +293,11 @@ class CoordinatorActor:
         every replica build and trace a new graph per member count at start-up.
         """
         ids = self._core.member_ids
-        if any(mid not in self._refs for mid in ids):
+        if not self._served_complete and any(mid not in self._refs for mid in ids):
             return None
+        self._served_complete = True
         weights = self._core.mixing_weights()
+        ids = [mid for mid in ids if mid in self._refs]  # a new member joins on its first
         mixing = np.array([weights[self._index[mid]] for mid in ids], dtype=np.float32)
         if mixing.sum() <= 0:
             mixing = np.full(len(ids), 1.0 / len(ids), np.float32)
@@ -254,6 +307,92 @@ class CoordinatorActor:
             member_refs=tuple(self._refs[mid] for mid in ids),
             mixing=mixing / mixing.sum(),
         )
+
+    # -- membership (scaling) -------------------------------------------------------------
+
+    def assignment_of(self, member_id: int) -> dict | None:
+        """What `member_id` reads now and the offsets partitions were handed to it at
+        (None: not a member). A (re)starting member asks this first."""
+        record = self._core.members.get(member_id)
+        if record is None:
+            return None
+        handoff = self._handoff.get(member_id, {})
+        return {
+            "partitions": list(record.partitions),
+            "handoff": {p: o for p, o in handoff.items() if p in record.partitions},
+        }
+
+    def assignment(self) -> dict[int, list[int]]:
+        return {mid: list(r.partitions) for mid, r in self._core.members.items()}
+
+    def add_members(self, member_ids: list[int]) -> None:
+        """Take new members in (no partitions yet; `set_partitions` gives them some)."""
+        for mid in member_ids:
+            self._core.add_member(mid, [])
+        self._rebuild_scorer()
+        self._checkpoint()
+
+    def set_partitions(self, member_id: int, partitions: list[int], handoff: dict[int, int]):
+        """Record a move: `member_id` reads `partitions`, those in `handoff` from there."""
+        self._core.set_partitions(member_id, partitions)
+        self._handoff.setdefault(member_id, {}).update(handoff)
+        self._checkpoint()
+
+    def remove_member(self, member_id: int) -> None:
+        """Retire a member: out of the weights and, from the next version, of Serve."""
+        self._core.remove_member(member_id)
+        self._refs.pop(member_id, None)
+        self._handoff.pop(member_id, None)
+        self._rebuild_scorer()
+        self._version += 1
+        self._latest = self._assemble_snapshot()
+        self._checkpoint()
+
+    def member_snapshot(self, member_id: int) -> MemberSnapshot | None:
+        """The member's newest published snapshot (a `clone-best` start copies it)."""
+        ref = self._refs.get(member_id)
+        return None if ref is None else ray.get(ref)
+
+    def distill_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Recent shared-sample inputs and the ensemble's answers on them, as class
+        indices (classification) or values (regression); None before any sample."""
+        if not self._recent_x or self._latest is None:
+            return None
+        x = np.concatenate(list(self._recent_x))[-self._core.window :]
+        mixing = np.zeros(len(self._index), np.float32)
+        for mid, w in zip(self._latest.member_ids, self._latest.mixing, strict=True):
+            mixing[self._index[mid]] = w
+        mixed, _ = self._scorer.predict(x, mixing)
+        mixed = np.asarray(mixed)
+        task = self._model_spec.task
+        if task == "multiclass":
+            return x, mixed.argmax(axis=-1).astype(np.float32)
+        if task == "binary":
+            return x, (mixed.reshape(-1) > 0.5).astype(np.float32)
+        return x, mixed.reshape(-1).astype(np.float32)
+
+    # Scale requests from outside the driver (the `scale` command, the admin route) wait
+    # here until the job's driver, which owns the member actors, carries them out.
+    @ray.method(concurrency_group="serving")
+    def request_scale(self, request: dict) -> int:
+        self._scale_ids += 1
+        self._scale_requests.append({**request, "id": self._scale_ids})
+        return self._scale_ids
+
+    @ray.method(concurrency_group="serving")
+    def take_scale_request(self) -> dict | None:
+        return self._scale_requests.popleft() if self._scale_requests else None
+
+    @ray.method(concurrency_group="serving")
+    def finish_scale_request(self, request_id: int, result: dict) -> None:
+        self._scale_results[request_id] = result
+
+    @ray.method(concurrency_group="serving")
+    def scale_result(self, request_id: int) -> dict | None:
+        """The step's result; None while it waits or runs."""
+        if not 1 <= request_id <= self._scale_ids:
+            return {"ok": False, "error": f"no scale request {request_id} was made"}
+        return self._scale_results.get(request_id)
 
     def status(self) -> dict:
         summary = self._core.summary()

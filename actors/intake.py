@@ -95,7 +95,26 @@ class PartitionIntake:
 
     @next_reader.setter
     def next_reader(self, index: int) -> None:
-        self._next = index % len(self.readers)
+        self._next = index % len(self.readers) if self.readers else 0
+
+    def add(self, reader: PartitionReader) -> None:
+        """Read one more partition from the next step on (a partition handed over)."""
+        self.readers.append(reader)
+        self.exhausted.discard(reader.partition)
+
+    def remove(self, partition: int) -> PartitionReader:
+        """Stop reading `partition` and give its reader back (still open, at its position).
+
+        Raises:
+            KeyError: if this intake does not read `partition`.
+        """
+        index = next((i for i, r in enumerate(self.readers) if r.partition == partition), None)
+        if index is None:
+            raise KeyError(f"partition {partition} is not read here")
+        reader = self.readers.pop(index)
+        self.exhausted.discard(partition)
+        self._next = self._next % len(self.readers) if self.readers else 0
+        return reader
 
     @property
     def done(self) -> bool:
@@ -127,6 +146,8 @@ class PartitionIntake:
     def _live_readers(self) -> list[PartitionReader]:
         """Readers not yet exhausted, starting after the one read last (round-robin)."""
         n = len(self.readers)
+        if n == 0:
+            return []
         order = [self.readers[(self._next + i) % n] for i in range(n)]
         self._next = (self._next + 1) % n
         return [r for r in order if r.partition not in self.exhausted]

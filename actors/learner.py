@@ -255,13 +255,28 @@ class OnlineLearner:
             # learning rate is also held as an optimizer variable and must stay.
             if not variable.path.endswith("learning_rate"):
                 variable.assign(tf.zeros_like(variable))
+        self._fit_on(x, y, seed=self.seed + self._resets)
+
+    def _fit_on(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
+        """`reset_epochs` shuffled passes of 32-row steps over (x, y)."""
         batch = 32
-        order = np.random.default_rng(self.seed + self._resets)
+        order = np.random.default_rng(seed)
+        # A replay step also takes old rows; a fit on one window has none to mix in.
+        none_old = (
+            (np.empty((0, *self.input_shape), np.float32), np.empty((0,), np.float32))
+            if self._reservoir is not None
+            else ()
+        )
         for _ in range(self.strategy.reset_epochs):
             shuffled = order.permutation(len(y))
             for start in range(0, len(y), batch):
                 pick = shuffled[start : start + batch]
-                self._step(x[pick], y[pick])
+                self._step(x[pick], y[pick], *none_old)
+
+    def pretrain(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fit the current network on (x, y) before the stream (a new member's `distill`
+        start: the ensemble's answers on recent rows). Counts as no stream row."""
+        self._fit_on(self._check(x), np.asarray(y, dtype=np.float32).reshape(-1), seed=self.seed)
 
     @property
     def resets(self) -> int:

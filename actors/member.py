@@ -26,6 +26,7 @@ import ray
 
 from actors.errors import SourceError
 from actors.member_core import MemberCore
+from actors.membership import MemberStart
 from actors.process_info import memory_mb
 from actors.snapshot import MemberSnapshot
 from actors.specs import MemberConfig
@@ -50,19 +51,28 @@ def open_member(
     partitions: list[int],
     config: MemberConfig,
     store: CheckpointStore | None,
+    handoff: dict[int, int] | None = None,
 ) -> tuple[MemberCore, int | None]:
     """A member's core at its newest checkpoint (weights and offsets of one checkpoint).
+
+    Args:
+        handoff: offsets at which partitions were handed to this member by a scaling
+            step, for those its checkpoint does not hold yet.
 
     Returns:
         (core, the sequence of the checkpoint restored, or None when it starts afresh).
     """
     checkpoint = store.latest(checkpoint_name(member_id)) if store is not None else None
     resume = {} if checkpoint is None else checkpoint.meta["offsets"]
+    handoff = handoff or {}
     stream = open_source(source)
-    # A partition the checkpoint holds resumes at its offset; another one (new to this
-    # member) at the source's committed offset (None): the checkpoint, not the group's
-    # commit, says where to go on, so a crash between the two loses nothing.
-    readers = [stream.open(p, resume.get(str(p))) for p in partitions]
+    # A partition the checkpoint holds resumes at its offset; one handed over since at
+    # its handover offset; another one (new to this member) at the source's committed
+    # offset (None): the checkpoint, not the group's commit, says where to go on, so a
+    # crash between the two loses nothing.
+    readers = [
+        stream.open(p, resume[str(p)] if str(p) in resume else handoff.get(p)) for p in partitions
+    ]
     core = MemberCore(member_id, readers, stream.schema, config)
     if checkpoint is None:
         return core, None
@@ -90,6 +100,12 @@ class MemberActor:
         dead_letter_path: where rejected records go: a JSON-lines file or a
             ``kafka://host:port/topic`` (None: count only).
         niceness: how much to lower this process's scheduling priority (0: leave it).
+        start: how a member added by scaling begins when it has no checkpoint (fresh
+            weights, a copy of the best member's, or distilled from the ensemble).
+
+    Partitions move between members while they run (`release`, `adopt`). The coordinator
+    records every move, so a restarted member reads the partitions it owns *now*, not
+    the ones it was constructed with (see `open_member` for the offsets).
     """
 
     def __init__(
@@ -102,6 +118,7 @@ class MemberActor:
         num_cpus: float = 1.0,
         dead_letter_path: str | None = None,
         niceness: int = 5,
+        start: MemberStart | None = None,
     ):
         # Training is throughput work; the coordinator and Serve replicas are latency work
         # sharing the same cores. A lower scheduling priority for members keeps publishes
@@ -115,9 +132,17 @@ class MemberActor:
             else None
         )
         self._name = checkpoint_name(member_id)
+        self._source = source
+        owned = ray.get(coordinator.assignment_of.remote(member_id))
+        handoff: dict[int, int] = {}
+        if owned is not None:  # the coordinator's record wins: partitions may have moved
+            partitions = owned["partitions"]
+            handoff = {int(p): int(o) for p, o in owned["handoff"].items()}
         self._core, self.restored_from = open_member(
-            member_id, source, partitions, config, self._store
+            member_id, source, partitions, config, self._store, handoff
         )
+        if self.restored_from is None and start is not None:
+            start.apply(self._core.learner)
         self._coordinator = coordinator
         self._sink = open_dead_letter_sink(dead_letter_path, member_id=member_id)
         self._learn_log = LearnLog(config.learn_log, member_id) if config.learn_log else None
@@ -126,7 +151,7 @@ class MemberActor:
         self._checkpointed_rows = self._core.rows_seen
         self._checkpointed_at = time.monotonic()
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `release` and `adopt` checkpoint while holding it
         self._inflight: Any = None
         self._publishes = 0
         self._started: float | None = None
@@ -220,6 +245,37 @@ class MemberActor:
         if wait:
             ray.get(self._inflight)
         return True
+
+    def release(self, partitions: list[int]) -> dict[int, int]:
+        """Hand `partitions` over: stop reading them after the current batch.
+
+        Checkpoints first (so the offsets it returns are committed and the state has
+        learned every row before them), then checkpoints again without them, so a
+        restart of this member never reads them again.
+
+        Returns:
+            partition -> the offset its new owner starts at.
+        """
+        with self._lock:
+            mine = [p for p in partitions if p in self._core.offsets()]
+            self._checkpoint()
+            offsets = self._core.release(mine)
+            self._checkpoint()
+        return offsets
+
+    def adopt(self, handoff: dict[int, int]) -> list[int]:
+        """Read these partitions too, each from its handover offset; returns all it reads.
+
+        Idempotent: a partition already read here is left as it is (a retried call after
+        a restart that already opened it from the coordinator's record).
+        """
+        stream = open_source(self._source)
+        with self._lock:
+            held = self._core.offsets()
+            readers = [stream.open(p, o) for p, o in handoff.items() if p not in held]
+            self._core.adopt(readers)
+            self._checkpoint()
+            return sorted(self._core.offsets())
 
     def ready(self) -> bool:
         """Answers once the constructor finished (TensorFlow imported, partitions open)."""

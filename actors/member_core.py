@@ -94,6 +94,7 @@ class MemberCore:
             for reader in self.readers
             if spec.is_sequence
         }
+        self.released_context = 0  # context rows of windows of partitions handed over
         self._rng = np.random.default_rng([config.seed, member_id])
         self._sample_x: list[np.ndarray] = []
         self._sample_y: list[np.ndarray] = []
@@ -273,6 +274,41 @@ class MemberCore:
             self._sample_rows -= dropped
             excess -= dropped
 
+    # -- partitions handed over (scaling) -----------------------------------------------
+
+    def release(self, partitions: list[int]) -> dict[int, int]:
+        """Stop reading `partitions`; returns each one's next offset, for its new owner.
+
+        Called between steps, so every row before those offsets is learned (or sampled or
+        dead-lettered) here and none after: the new owner opens the partition there and
+        nothing is lost or learned twice. A sequence model's window tail stays behind:
+        the new owner's first ``window - 1`` rows there are context (`rows_context`).
+
+        Raises:
+            KeyError: if a partition is not read by this member.
+        """
+        offsets = {}
+        for partition in partitions:
+            reader = self.intake.remove(partition)
+            self.readers.remove(reader)
+            offsets[partition] = reader.position
+            reader.close()
+            windowed = self._windows.pop(partition, None)
+            if windowed is not None:
+                self.released_context += windowed.warmup_rows
+        return offsets
+
+    def adopt(self, readers: list[PartitionReader]) -> None:
+        """Read these partitions too from the next step on (opened at their handover offsets)."""
+        spec = self.config.model
+        for reader in readers:
+            self.intake.add(reader)
+            self.readers.append(reader)
+            if spec.is_sequence:
+                self._windows[reader.partition] = SlidingWindows(
+                    spec.window, self.schema.n_features
+                )
+
     def offsets(self) -> dict[int, int]:
         """Next offset to read, per partition."""
         return {reader.partition: reader.position for reader in self.readers}
@@ -283,7 +319,14 @@ class MemberCore:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    _COUNTERS = ("rows_seen", "rows_learned", "rows_sampled", "dead_letter", "batches")
+    _COUNTERS = (
+        "rows_seen",
+        "rows_learned",
+        "rows_sampled",
+        "dead_letter",
+        "batches",
+        "released_context",
+    )
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """This member's state as plain arrays and JSON metadata (a checkpoint's content).
@@ -356,7 +399,8 @@ class MemberCore:
             "rows_seen": self.rows_seen,
             "rows_sampled": self.rows_sampled,
             "idle_steps": self.idle_steps,
-            "rows_context": sum(w.warmup_rows for w in self._windows.values()),
+            "rows_context": self.released_context
+            + sum(w.warmup_rows for w in self._windows.values()),
             "dead_letter": self.dead_letter,
             "batches": self.batches,
             "task": self.config.model.task,

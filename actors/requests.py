@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from actors.errors import RequestError
+from actors.membership import NEW_MEMBER_POLICIES
 
 __all__ = [
     "ARROW_STREAM",
@@ -275,3 +276,45 @@ def _bool_option(value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
         return value.lower() in ("true", "1", "yes")
     raise RequestError(f"explain must be true or false, got {value!r}")
+
+
+SCALE_EXAMPLE = '{"members": 6, "policy": "clone-best"}'
+
+
+def parse_scale_request(body: bytes, content_type: str | None, max_members: int = 256) -> dict:
+    """A ``POST /admin/scale`` body: ``members`` (the size wanted), optionally ``policy``
+    (how new members start) and ``retire`` (member ids to retire first).
+
+    Raises:
+        RequestError: 415 for a body that is not JSON, 400 naming what is wrong otherwise.
+    """
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise RequestError(
+            f"content type {content_type!r} is not supported; send application/json like "
+            f"{SCALE_EXAMPLE}",
+            415,
+        )
+    try:
+        payload = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RequestError(f"body is not valid JSON ({error}); expected {SCALE_EXAMPLE}") from None
+    if not isinstance(payload, dict) or "members" not in payload:
+        raise RequestError(f'expected a JSON object with "members", like {SCALE_EXAMPLE}')
+    unknown = sorted(set(payload) - {"members", "policy", "retire"})
+    if unknown:
+        raise RequestError(f"unknown field(s) {unknown}; expected members, policy, retire")
+    members = payload["members"]
+    if isinstance(members, bool) or not isinstance(members, int) or not 1 <= members <= max_members:
+        raise RequestError(f'"members" must be an integer in [1, {max_members}], got {members!r}')
+    policy = payload.get("policy")
+    if policy is not None and policy not in NEW_MEMBER_POLICIES:
+        raise RequestError(
+            f'"policy" must be one of {", ".join(NEW_MEMBER_POLICIES)}, got {policy!r}'
+        )
+    retire = payload.get("retire")
+    if retire is not None and (
+        not isinstance(retire, list)
+        or not all(isinstance(m, int) and not isinstance(m, bool) for m in retire)
+    ):
+        raise RequestError(f'"retire" must be a list of member ids, got {retire!r}')
+    return {"members": members, "policy": policy, "retire": retire}

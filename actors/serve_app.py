@@ -1,6 +1,8 @@
 """The Ray Serve deployment: weighted ensemble predictions over HTTP while training goes on.
 
-Routes: ``POST /predict``, ``GET /healthz``, ``GET /status``, ``GET /weights``.
+Routes: ``POST /predict``, ``GET /healthz``, ``GET /status``, ``GET /weights``, and
+``POST /admin/scale`` (a scaling step, queued for the job's driver; ``GET
+/admin/scale/ID`` answers its result).
 
 How a replica stays fresh without touching members per request (DESIGN rule 5): a
 background task asks the coordinator for its latest version every `refresh_interval_s`;
@@ -51,6 +53,7 @@ from actors.requests import (
     DEFAULT_MAX_ROWS,
     PredictRequest,
     parse_predict_request,
+    parse_scale_request,
 )
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
@@ -218,10 +221,15 @@ class EnsembleServer:
             "/healthz": ("GET", self._healthz),
             "/status": ("GET", self._status),
             "/weights": ("GET", self._weights),
+            "/admin/scale": ("POST", self._scale),
         }
+        if path.startswith("/admin/scale/"):
+            routes[path] = ("GET", self._scale_result)
         if path not in routes:
             return _error(
-                404, f"no route {path!r}; routes: POST /predict, GET /healthz, /status, /weights"
+                404,
+                f"no route {path!r}; routes: POST /predict, GET /healthz, /status, /weights, "
+                "POST /admin/scale, GET /admin/scale/ID",
             )
         method, handler = routes[path]
         if request.method != method:
@@ -288,6 +296,36 @@ class EnsembleServer:
 
     async def _weights(self, request: Request) -> JSONResponse:
         return JSONResponse(await self._coordinator.weights.remote())
+
+    async def _scale(self, request: Request) -> JSONResponse:
+        """Queue a scaling step for the job's driver; 202 with where to ask for its result.
+
+        The driver owns the member actors, so it carries the step out (see
+        `pipelines.job.Job.scale`); this route, like the `scale` command, only asks.
+        """
+        body = await request.body()
+        if len(body) > 4096:
+            return _error(413, f"a scale request is a small JSON object; got {len(body)} bytes")
+        try:
+            wanted = parse_scale_request(body, request.headers.get("content-type"))
+        except RequestError as error:
+            return _error(error.status, error.message)
+        request_id = await self._coordinator.request_scale.remote(wanted)
+        return JSONResponse(
+            {"request": request_id, "result": f"/admin/scale/{request_id}", **wanted},
+            status_code=202,
+        )
+
+    async def _scale_result(self, request: Request) -> JSONResponse:
+        """200 with the step's result once done (``ok`` false and an ``error`` if refused),
+        202 while it is pending."""
+        tail = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        if not tail.isdigit():
+            return _error(400, f"expected /admin/scale/ID with a numeric request id, got {tail!r}")
+        result = await self._coordinator.scale_result.remote(int(tail))
+        if result is None:
+            return JSONResponse({"request": int(tail), "pending": True}, status_code=202)
+        return JSONResponse({"request": int(tail), "pending": False, **result})
 
 
 def _answer(request: PredictRequest, scored: _Scored, spec: ModelSpec) -> dict:

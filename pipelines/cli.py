@@ -8,12 +8,14 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from actors.errors import OnlineEnsembleError
+from actors.errors import ConfigError, OnlineEnsembleError
 from pipelines.config import DEFAULT_SOURCE, load_config
 
 __all__ = ["main"]
@@ -114,6 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="partitions of a splittable source (default: members)",
+    )
+    run.add_argument(
+        "--max-members",
+        type=_positive_int,
+        metavar="N",
+        help="largest size `scale` may grow the ensemble to; a synthetic or file source is "
+        "split into N partitions (default: members)",
+    )
+    run.add_argument(
+        "--new-member",
+        choices=["fresh", "clone-best", "distill"],
+        help="how members added by scaling start (default fresh)",
+    )
+    run.add_argument(
+        "--autoscale-lag-rows",
+        type=_positive_int,
+        metavar="ROWS",
+        help="scale by lag: add a member while the total lag stays above ROWS and grows, "
+        "retire one when idle (default: off; bounds --autoscale-min and --max-members)",
+    )
+    run.add_argument(
+        "--autoscale-min",
+        type=_positive_int,
+        metavar="N",
+        help="autoscaling never goes below N members (default 1)",
     )
     run.add_argument(
         "--rows",
@@ -287,6 +314,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         default=None,
         help="no progress display",
+    )
+    scale = commands.add_parser(
+        "scale",
+        help="grow or shrink a running job's ensemble",
+        description="Ask a running job (found through its Ray cluster) to scale to N members "
+        "while it trains and serves; waits for the step and prints what moved. The same step "
+        "is POST /admin/scale on the job's HTTP endpoint, and Job.scale in Python.",
+    )
+    scale.add_argument(
+        "--members", type=_positive_int, metavar="N", required=True, help="the size wanted"
+    )
+    scale.add_argument(
+        "--policy",
+        choices=["fresh", "clone-best", "distill"],
+        help="how new members start (default: the job's --new-member)",
+    )
+    scale.add_argument(
+        "--retire",
+        type=int,
+        nargs="+",
+        metavar="ID",
+        help="members to retire (default: the lowest-weight ones)",
+    )
+    scale.add_argument(
+        "--address",
+        default="auto",
+        help="Ray cluster the job runs on (default 'auto': the one on this machine)",
+    )
+    scale.add_argument(
+        "--timeout-s",
+        type=float,
+        default=600.0,
+        help="how long to wait for the step (default 600)",
     )
     bench = commands.add_parser(
         "bench",
@@ -537,6 +597,57 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale(args: argparse.Namespace) -> int:
+    """Queue a scaling step with the job's coordinator and wait for the driver's answer."""
+    _quiet_runtime_logs()
+    import ray
+
+    from actors.names import COORDINATOR_NAME, NAMESPACE
+
+    if args.address != "auto":
+        # Ray retries an unreachable GCS for minutes; a closed port is one line at once.
+        host, _, port = args.address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"no Ray cluster at --address {args.address!r} ({error}); give HOST:PORT "
+                "of its head node, or 'auto' on one of its nodes"
+            ) from None
+    try:
+        ray.init(
+            address=args.address,
+            namespace=NAMESPACE,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    except (ConnectionError, RuntimeError) as error:
+        raise ConfigError(f"no Ray cluster at --address {args.address!r} ({error})") from None
+    try:
+        try:
+            coordinator: Any = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+        except ValueError:
+            raise ConfigError(
+                f"no running online-ensemble job on the Ray cluster at {args.address!r}"
+            ) from None
+        request = {"members": args.members, "policy": args.policy, "retire": args.retire}
+        request_id = int(ray.get(coordinator.request_scale.remote(request)))
+        deadline = time.monotonic() + args.timeout_s
+        while (result := ray.get(coordinator.scale_result.remote(request_id))) is None:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"scale request {request_id} not done within {args.timeout_s:.0f}s "
+                    "(is the job's driver still running?)"
+                )
+            time.sleep(0.5)  # polling the driver's answer, deadline-bounded
+    finally:
+        ray.shutdown()
+    if not result.get("ok"):
+        raise ConfigError(str(result.get("error")))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -548,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "scale":
+            return _scale(args)
     except OnlineEnsembleError as error:
         print(f"online-ensemble: error: {error}", file=sys.stderr)
         return 2

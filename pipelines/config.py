@@ -225,6 +225,32 @@ class JobConfig(BaseModel):
         default_factory=dict,
         description="the detector's own settings, e.g. {delta: 0.002} for adwin (actors/drift.py)",
     )
+    max_members: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="largest size `scale` may grow the ensemble to: a synthetic or file "
+        "source is split into this many partitions, and each member reserves cluster CPUs / "
+        "this many (default: members)",
+    )
+    new_member: Literal["fresh", "clone-best", "distill"] = Field(
+        "fresh",
+        description="how a member added by scaling starts: fresh weights, a copy of the "
+        "highest-weight member's, or fitted on the ensemble's answers over recent rows",
+    )
+    autoscale_lag_rows: int | None = Field(
+        None,
+        ge=1,
+        description="scale by lag: add a member while the total lag stays above this and "
+        "grows, retire one after autoscale_idle_s without lag (None: off)",
+    )
+    autoscale_min: int = Field(1, ge=1, description="autoscaling never goes below this size")
+    autoscale_idle_s: float = Field(
+        30.0, gt=0, description="seconds without lag before autoscaling retires a member"
+    )
+    autoscale_cooldown_s: float = Field(
+        30.0, ge=0, description="seconds between two autoscaling steps"
+    )
     placement: Literal["spread", "pack"] = Field(
         "spread",
         description="spread members over the cluster's nodes (one node's loss takes few), "
@@ -233,6 +259,14 @@ class JobConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> JobConfig:
+        if self.max_members is not None and self.max_members < self.members:
+            raise ValueError(
+                f"max_members ({self.max_members}) must be >= members ({self.members})"
+            )
+        if self.autoscale_lag_rows is not None and self.autoscale_min > self.scale_limit:
+            raise ValueError(
+                f"autoscale_min ({self.autoscale_min}) must be <= max_members ({self.scale_limit})"
+            )
         if self.partitions is not None and self.partitions < self.members:
             raise ValueError(
                 f"partitions ({self.partitions}) must be >= members ({self.members}): "
@@ -261,8 +295,14 @@ class JobConfig(BaseModel):
         return own.get(self.policy, {})
 
     @property
+    def scale_limit(self) -> int:
+        """The most members this job may scale to."""
+        return self.max_members if self.max_members is not None else self.members
+
+    @property
     def partition_count(self) -> int:
-        return self.partitions if self.partitions is not None else self.members
+        """Partitions of a splittable source: enough for every member it may grow to."""
+        return self.partitions if self.partitions is not None else self.scale_limit
 
     @property
     def dead_letter_path(self) -> str:

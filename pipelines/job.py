@@ -30,11 +30,14 @@ from typing import Any
 
 import ray
 from ray import serve
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.coordinator import COORDINATOR_NAME, CoordinatorActor
 from actors.errors import ConfigError
 from actors.member import MemberActor
+from actors.membership import LagAutoscaler, MemberStart, choose_node, plan_scale
 from actors.models import build_model
+from actors.names import NAMESPACE
 from actors.serve_app import build_app
 from pipelines.checkpoint import CheckpointStore
 from pipelines.config import JobConfig
@@ -46,7 +49,6 @@ __all__ = ["APP_NAME", "Job", "assign_partitions"]
 logger = logging.getLogger(__name__)
 
 APP_NAME = "online-ensemble"
-NAMESPACE = "online-ensemble"
 
 
 def assign_partitions(partitions: list[int], members: int) -> dict[int, list[int]]:
@@ -101,6 +103,22 @@ class Job:
         self.report_paths: ReportPaths | None = None
         self.history: list[dict] = []  # accuracy and weights over the stream, after finish()
         self.partitions_by_member: dict[int, list[int]] = {}
+        self._retired: dict[int, dict] = {}  # final stats of members scaled away
+        self._next_id = 0
+        self._member_cpus_each = 1.0
+        self._scaling = threading.RLock()  # one scaling step at a time; `wait` sees it whole
+        self.scale_events: list[dict] = []
+        self._autoscaler = (
+            LagAutoscaler(
+                config.autoscale_min,
+                config.scale_limit,
+                high_lag_rows=config.autoscale_lag_rows,
+                idle_s=config.autoscale_idle_s,
+                cooldown_s=config.autoscale_cooldown_s,
+            )
+            if config.autoscale_lag_rows is not None
+            else None
+        )
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -155,25 +173,10 @@ class Job:
             checkpoint_uri=self.checkpoint_uri,
         )
         cfg.report.mkdir(parents=True, exist_ok=True)
-        member_config = cfg.member_config(self.checkpoint_uri)
+        self._member_cpus_each = member_cpus
         for member_id, owned in self.partitions_by_member.items():
-            # A crashed member restarts and Ray retries its `run`, which resumes from the
-            # member's newest checkpoint (see actors/member.py).
-            actor = MemberActor.options(  # type: ignore[attr-defined]
-                num_cpus=member_cpus,
-                scheduling_strategy="SPREAD" if cfg.placement == "spread" else "DEFAULT",
-                max_restarts=cfg.member_max_restarts,
-                max_task_retries=-1 if cfg.member_max_restarts else 0,
-            ).remote(
-                member_id,
-                self.source,
-                owned,
-                member_config,
-                self._coordinator,
-                num_cpus=member_cpus,
-                dead_letter_path=cfg.dead_letter_path,
-            )
-            self._members[member_id] = actor
+            self._members[member_id] = self._spawn_member(member_id, owned)
+        self._next_id = max(self._members) + 1
         serve.start(
             http_options={
                 "host": cfg.host,
@@ -207,6 +210,36 @@ class Job:
         self._runs = {mid: actor.run.remote() for mid, actor in self._members.items()}
         self._wait_until_serving()
         logger.info("serving on %s/predict", self.url)
+
+    def _spawn_member(
+        self,
+        member_id: int,
+        partitions: list[int],
+        start: MemberStart | None = None,
+        node: str | None = None,
+    ) -> Any:
+        """Start one member actor (it loads TensorFlow and opens its partitions)."""
+        cfg = self.config
+        strategy: Any = "SPREAD" if cfg.placement == "spread" else "DEFAULT"
+        if node is not None:
+            strategy = NodeAffinitySchedulingStrategy(node, soft=True)
+        # A crashed member restarts and Ray retries its `run`, which resumes from the
+        # member's newest checkpoint (see actors/member.py).
+        return MemberActor.options(  # type: ignore[attr-defined]
+            num_cpus=self._member_cpus_each,
+            scheduling_strategy=strategy,
+            max_restarts=cfg.member_max_restarts,
+            max_task_retries=-1 if cfg.member_max_restarts else 0,
+        ).remote(
+            member_id,
+            self.source,
+            partitions,
+            cfg.member_config(self.checkpoint_uri),
+            self._coordinator,
+            num_cpus=self._member_cpus_each,
+            dead_letter_path=cfg.dead_letter_path,
+            start=start,
+        )
 
     def _wait_until_serving(self, timeout_s: float = 120.0) -> None:
         """Block until a replica answers with a published snapshot (members publish fast)."""
@@ -244,25 +277,181 @@ class Job:
         if self.config.member_cpus is not None:
             return self.config.member_cpus
         total = float(ray.cluster_resources().get("CPU", 1.0))
-        # Floor to hundredths so members * cpus never exceeds what the cluster has.
-        return max(0.01, min(1.0, math.floor(100 * total / self.config.members) / 100))
+        # Floor to hundredths so members * cpus never exceeds what the cluster has, at
+        # the largest size the job may scale to.
+        most = self.config.scale_limit
+        return max(0.01, min(1.0, math.floor(100 * total / most) / 100))
 
     def request_stop(self) -> None:
         """Ask members to stop after their current batch (safe from a signal handler)."""
         self._stop.set()
 
     def wait(self, on_status: Callable[[dict], None] | None = None, poll_s: float = 0.5) -> dict:
-        """Train until the bounded source ends or `request_stop`; then finish and report."""
-        pending = dict(self._runs)
-        while pending and not self._stop.is_set():
+        """Train until the bounded source ends or `request_stop`; then finish and report.
+
+        Meanwhile it carries out scale requests made from outside (`online-ensemble
+        scale`, ``POST /admin/scale``) and, when configured, autoscales by lag.
+        """
+        while not self._stop.is_set():
+            with self._scaling:
+                pending: dict[int, Any] = {
+                    m: r for m, r in self._runs.items() if m not in self._final
+                }
+            if not pending:
+                break
             ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=poll_s)
-            for mid, ref in list(pending.items()):
-                if ref in ready:
-                    self._final[mid] = ray.get(ref)
-                    del pending[mid]
-            if on_status is not None:
-                on_status(self.status())
+            with self._scaling:
+                for mid, ref in pending.items():
+                    if ref in ready and mid in self._runs and self._runs[mid] == ref:
+                        self._final[mid] = ray.get(ref)
+            self._serve_scale_requests()
+            status = self.status() if on_status is not None or self._autoscaler else None
+            if self._autoscaler is not None and status is not None:
+                self._autoscale(status)
+            if on_status is not None and status is not None:
+                on_status(status)
         return self.finish()
+
+    # -- scaling ----------------------------------------------------------------------------
+
+    def scale(
+        self, members: int, *, policy: str | None = None, retire: list[int] | None = None
+    ) -> dict:
+        """Grow or shrink the ensemble to `members` while it trains and serves.
+
+        New members start by `policy` (``fresh``, ``clone-best``, ``distill``; default the
+        job's ``new_member``); retiring takes the lowest-weight members unless `retire`
+        names them. Partitions move at batch boundaries with their offsets (see
+        `actors.membership`).
+
+        Returns:
+            What changed: ``added``, ``retired``, ``moves``, ``assignment``, ``seconds``.
+
+        Raises:
+            ConfigError: for a size out of range (see `plan_scale`) or an unknown policy.
+        """
+        began = time.monotonic()
+        if members > self.config.scale_limit and self.config.partitions is None:
+            stream_kind = self.source.uri.split(":", 1)[0]
+            if stream_kind != "kafka":
+                raise ConfigError(
+                    f"this job may grow to {self.config.scale_limit} members: its source was "
+                    f"split into that many partitions at start; start it with "
+                    f"--max-members {members} to scale to {members}"
+                )
+        with self._scaling:
+            assignment = ray.get(self._coordinator.assignment.remote())
+            weights = {int(k): v for k, v in self.weights()["weights"].items()}
+            plan = plan_scale(
+                assignment, members, weights=weights, next_id=self._next_id, retire=retire
+            )
+            start = self._new_member_start(policy or self.config.new_member, weights)
+            if plan.add:
+                self._add_members(plan.add, start)
+            self._next_id = max(self._next_id, *[m + 1 for m in plan.add], 0)
+            for mid in plan.retire:
+                self._members[mid].stop.remote()
+            handoff: dict[int, int] = {}
+            for mid in plan.retire:
+                final = self._final.pop(mid, None) or ray.get(self._runs[mid])
+                self._retired[mid] = final
+                handoff.update({int(p): int(o) for p, o in final["offsets"].items()})
+            donors: dict[int, list[int]] = {}
+            for partition, donor, _ in plan.moves:
+                if donor not in plan.retire:
+                    donors.setdefault(donor, []).append(partition)
+            for donor, parts in donors.items():
+                handoff.update(ray.get(self._members[donor].release.remote(parts)))
+            for mid, owned in plan.assignment.items():
+                moved = {p: handoff[p] for p, _, to in plan.moves if to == mid}
+                ray.get(self._coordinator.set_partitions.remote(mid, owned, moved))
+                if moved:
+                    ray.get(self._members[mid].adopt.remote(moved))
+                    if mid in self._final:  # it had finished its own: read the new ones
+                        del self._final[mid]
+                        self._runs[mid] = self._members[mid].run.remote()
+            for mid in plan.retire:
+                ray.get(self._coordinator.remove_member.remote(mid))
+                ray.kill(self._members.pop(mid))
+                self._runs.pop(mid)
+            for mid in plan.add:
+                self._runs[mid] = self._members[mid].run.remote()
+            self.partitions_by_member = plan.assignment
+        result = {
+            "members": len(plan.assignment),
+            "added": plan.add,
+            "retired": plan.retire,
+            "moves": [list(move) for move in plan.moves],
+            "assignment": {str(m): p for m, p in plan.assignment.items()},
+            "start": start.policy,
+            "seconds": round(time.monotonic() - began, 3),
+        }
+        self.scale_events.append({**result, "at_s": round(began - (self._started_at or 0), 3)})
+        logger.info(
+            "scaled to %d members in %.1fs: %s", result["members"], result["seconds"], result
+        )
+        return result
+
+    def _add_members(self, new_ids: list[int], start: MemberStart) -> None:
+        """Start new member actors, each on the node with the fewest members, and wait
+        until they are built (TensorFlow loaded), before any partition moves to them."""
+        ray.get(self._coordinator.add_members.remote(new_ids))
+        placed = self._members_per_node()
+        for mid in new_ids:
+            node = None
+            if self.config.placement == "spread":
+                node = choose_node(
+                    placed, _free_cpus(placed, self._member_cpus_each), self._member_cpus_each
+                )
+            self._members[mid] = self._spawn_member(mid, [], start, node)
+            if node is not None:
+                placed[node] = placed.get(node, 0) + 1
+        ray.get([self._members[mid].ready.remote() for mid in new_ids])
+
+    def _members_per_node(self) -> dict[str, int]:
+        stats = ray.get([actor.stats.remote() for actor in self._members.values()])
+        counts: dict[str, int] = {}
+        for entry in stats:
+            counts[entry["node"]] = counts.get(entry["node"], 0) + 1
+        return counts
+
+    def _new_member_start(self, policy: str, weights: dict[int, float]) -> MemberStart:
+        if policy == "clone-best" and weights:
+            best = max(weights, key=lambda m: weights[m])
+            snapshot = ray.get(self._coordinator.member_snapshot.remote(best))
+            if snapshot is not None:
+                return MemberStart(policy, weights=snapshot.weights, source_member=best)
+        if policy == "distill":
+            sample = ray.get(self._coordinator.distill_sample.remote())
+            if sample is not None:
+                return MemberStart(policy, x=sample[0], y=sample[1])
+        return MemberStart(policy)
+
+    def _serve_scale_requests(self) -> None:
+        """Carry out the scale requests the coordinator holds (from the CLI or HTTP)."""
+        while (request := ray.get(self._coordinator.take_scale_request.remote())) is not None:
+            try:
+                result = self.scale(
+                    int(request["members"]),
+                    policy=request.get("policy"),
+                    retire=request.get("retire"),
+                )
+                answer = {"ok": True, **result}
+            except ConfigError as error:
+                answer = {"ok": False, "error": str(error)}
+            ray.get(self._coordinator.finish_scale_request.remote(request["id"], answer))
+
+    def _autoscale(self, status: dict) -> None:
+        assert self._autoscaler is not None
+        lags = [m.get("lag") for m in status["members"] if m.get("lag") is not None]
+        target = self._autoscaler.decide(
+            time.monotonic(), len(self._members), sum(lags) if lags else None
+        )
+        if target is not None:
+            try:
+                self.scale(target)
+            except ConfigError as error:
+                logger.warning("autoscaling to %d members: %s", target, error)
 
     def finish(self) -> dict:
         """Stop members (finishing their batch), collect final stats and write the report."""
@@ -330,13 +519,15 @@ class Job:
 
     def status(self) -> dict:
         """Rows, throughput, accuracy and weights right now."""
-        summary = ray.get(self._coordinator.status.remote())
-        live = {mid: self._final.get(mid) for mid in self._members}
-        unfinished = [mid for mid, stats in live.items() if stats is None]
-        if unfinished:
-            fetched = ray.get([self._members[mid].stats.remote() for mid in unfinished])
-            live.update(zip(unfinished, fetched, strict=True))
-        return self._assemble(summary, live)
+        with self._scaling:  # a status taken mid-step would count moved rows twice or never
+            summary = ray.get(self._coordinator.status.remote())
+            live: dict[int, dict | None] = {mid: self._final.get(mid) for mid in self._members}
+            unfinished = [mid for mid, stats in live.items() if stats is None]
+            if unfinished:
+                fetched = ray.get([self._members[mid].stats.remote() for mid in unfinished])
+                live.update(zip(unfinished, fetched, strict=True))
+            live.update(self._retired)
+            return self._assemble(summary, live)
 
     def _assemble(self, summary: dict, member_stats: dict[int, dict | None]) -> dict:
         now = self._training_ended_at or time.monotonic()
@@ -391,6 +582,10 @@ class Job:
             "throughput_rows_per_s": rows_trained / elapsed if elapsed > 0 else 0.0,
             "weights_version": summary.get("weights_version"),
             "members": members,
+            "retired_members": [
+                {k: stats.get(k) for k in ("id", "rows", "rows_seen", "dead_letter", "offsets")}
+                for mid, stats in sorted(self._retired.items())
+            ],
             "ensemble": summary["ensemble"],
             "policy": summary.get("policy", {}),
             "coordinator": summary.get("coordinator", {}),
@@ -398,7 +593,8 @@ class Job:
 
     def _report(self) -> dict:
         summary = ray.get(self._coordinator.status.remote())
-        report = self._assemble(summary, dict(self._final))
+        report = self._assemble(summary, {**self._final, **self._retired})
+        report["scale_events"] = self.scale_events
         report["source"] = self.config.source
         report["startup_and_run_s"] = round(time.monotonic() - (self._started_at or 0.0), 3)
         report["dead_letter_path"] = self.config.dead_letter_path
@@ -435,3 +631,14 @@ def _wait_for_name_release(name: str, timeout_s: float = 30.0) -> None:
             return
         time.sleep(0.05)  # polling a deadline-bounded wait
     logger.warning("actor %r still registered %.0fs after it was killed", name, timeout_s)
+
+
+def _free_cpus(members_per_node: dict[str, int], cpus_each: float) -> dict[str, float]:
+    """CPUs per live node not reserved by this job's members (the coordinator and Serve
+    reserve none), from each node's total: Ray's per-node availability is not public API."""
+    free = {}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            total = float(node.get("Resources", {}).get("CPU", 0.0))
+            free[node["NodeID"]] = total - members_per_node.get(node["NodeID"], 0) * cpus_each
+    return free
