@@ -1,0 +1,114 @@
+"""Scaling a running job: 2 -> 6 -> 3 members under a steady prediction load, with the
+stream flowing. Partitions move at batch boundaries with their offsets, so every row is
+learned exactly once (the learn log says so), no request fails, the counts reconcile, and
+each new member earns a non-zero weight soon after it joins."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+
+from pipelines.config import JobConfig
+from pipelines.job import Job
+from pipelines.learn_log import learned_offsets
+from tests.helpers import free_port, wait_until
+from tests.integration.test_ingestion import reconciles
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROW = {f"x{i}": 0.5 for i in range(10)}
+WEIGHT_WITHIN_S = 60.0
+"""How soon after a scale-up returns each new member must hold a non-zero weight: its
+first snapshot (within publish_interval_s) and the coordinator's next version."""
+
+
+def _client(url: str, answers: list, stop: threading.Event) -> None:
+    with requests.Session() as session:
+        while not stop.is_set():
+            try:
+                reply = session.post(f"{url}/predict", json={"rows": [ROW]}, timeout=30)
+                version = reply.json().get("weights_version") if reply.ok else None
+                answers.append((reply.status_code, reply.headers.get("X-Replica"), version))
+            except requests.RequestException as error:  # a failure is what we count
+                answers.append((type(error).__name__, None, None))
+
+
+def _new_members_weighted(job: Job, ids: list[int]) -> bool:
+    weights = job.weights()["weights"]
+    return all(weights.get(str(mid), 0.0) > 0.0 for mid in ids)
+
+
+def test_scaling_2_6_3_under_load_loses_no_row_and_fails_no_request(ray_local, tmp_path):
+    rows, partitions = 900_000, 6
+    log = tmp_path / "learned.jsonl"
+    config = JobConfig(
+        source="synthetic://hyperplane",
+        rows=rows,
+        members=2,
+        max_members=6,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+        learn_log=str(log),
+        checkpoint_every_rows=20_000,
+    )
+    job = Job(config)
+    job.start()
+    answers: list = []
+    stop = threading.Event()
+    thread = threading.Thread(target=_client, args=(job.url, answers, stop), daemon=True)
+    thread.start()
+    try:
+        assert job.partitions_by_member == {0: [0, 2, 4], 1: [1, 3, 5]}
+        assert wait_until(lambda: len(answers) >= 20, timeout_s=60)
+        began = time.monotonic()
+        grown = job.scale(6, policy="clone-best")
+        grew_s = time.monotonic() - began
+        assert grown["added"] == [2, 3, 4, 5]
+        assert sorted(p for owned in job.partitions_by_member.values() for p in owned) == list(
+            range(partitions)
+        )
+        assert all(len(owned) == 1 for owned in job.partitions_by_member.values())
+        assert wait_until(lambda: _new_members_weighted(job, grown["added"]), WEIGHT_WITHIN_S)
+        weighted_s = time.monotonic() - began - grew_s
+        status = job.status()
+        mid_rows = status["rows_seen"]
+        assert mid_rows < rows, "the stream ended before the scale-up took effect"
+        weights = {int(k): v for k, v in job.weights()["weights"].items()}
+        shrunk = job.scale(3)
+        lowest = sorted(weights, key=lambda m: (weights[m], -m))[:3]
+        assert len(shrunk["retired"]) == 3
+        # The plan retires by the weights it reads itself, a moment later than ours.
+        assert len(set(shrunk["retired"]) & set(lowest)) >= 1
+        assert len(job.partitions_by_member) == 3
+        assert all(len(owned) == 2 for owned in job.partitions_by_member.values())
+        report = job.wait()
+    finally:
+        stop.set()
+        thread.join(60)
+        job.shutdown()
+    print(
+        f"\nscale-up 2->6 took {grew_s:.1f}s, new members weighted {weighted_s:.1f}s later; "
+        f"scale-down 6->3 took {shrunk['seconds']:.1f}s; {len(answers)} requests; "
+        f"rows seen at the scale-down {mid_rows:,}"
+    )
+    statuses = [status for status, *_ in answers]
+    assert statuses.count(200) == len(statuses) > 100, {s: statuses.count(s) for s in statuses}
+    by_replica: dict[str | None, list[int]] = {}
+    for _, replica, version in answers:
+        by_replica.setdefault(replica, []).append(int(version))
+    assert all(versions == sorted(versions) for versions in by_replica.values())
+    reconciles(report, rows)
+    assert len(report["members"]) == 3 and len(report["retired_members"]) == 3
+    assert [e["members"] for e in report["scale_events"]] == [6, 3]
+    # Every row of every partition learned exactly once, across owners.
+    learned = learned_offsets(log)
+    per_partition = rows // partitions
+    for partition in range(partitions):
+        counts = learned[partition]
+        assert sorted(counts) == list(range(per_partition)), partition
+        assert set(counts.values()) == {1}, partition
+    assert report["ensemble"]["prequential_accuracy"] > 0.8
