@@ -87,3 +87,39 @@ def test_members_on_a_lost_node_move_to_live_nodes_and_resume(cluster, tmp_path)
         reconciles(report, rows)
     finally:
         job.shutdown()
+
+
+def test_a_scale_up_places_the_new_member_on_the_emptier_node(cluster, tmp_path):
+    cluster, _ = cluster
+    rows = 400_000
+    config = JobConfig(
+        source="synthetic://hyperplane",
+        rows=rows,
+        members=2,
+        max_members=4,
+        member_cpus=0.5,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+    )
+    job = Job(config)
+    job.start()
+    try:
+        before = {m["id"]: m["node"] for m in job.status()["members"]}
+        assert len(set(before.values())) == 2, before  # spread: two nodes, one each
+        empty = {n["NodeID"] for n in ray.nodes() if n["Alive"]} - set(before.values())
+        assert len(empty) == 1
+        result = job.scale(3)
+        after = {m["id"]: m["node"] for m in job.status()["members"]}
+        (new,) = result["added"]
+        print(
+            f"\nscale-up on 3 nodes: members on {sorted(n[:8] for n in before.values())}, "
+            f"the new member {new} went to {after[new][:8]} (the empty node: "
+            f"{next(iter(empty))[:8]}) in {result['seconds']:.1f}s"
+        )
+        assert after[new] in empty, (after, empty)
+        assert {mid: after[mid] for mid in before} == before  # nobody else moved
+        report = job.wait()
+        reconciles(report, rows)
+    finally:
+        job.shutdown()
