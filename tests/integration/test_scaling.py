@@ -78,14 +78,33 @@ def test_scaling_2_6_3_under_load_loses_no_row_and_fails_no_request(ray_local, t
         mid_rows = status["rows_seen"]
         assert mid_rows < rows, "the stream ended before the scale-up took effect"
         weights = {int(k): v for k, v in job.weights()["weights"].items()}
-        shrunk = job.scale(3)
+        # The scale-down goes through the admin route: the driver's `wait` loop carries
+        # it out, as it does for `online-ensemble scale`.
+        reports: list[dict] = []
+        waiter = threading.Thread(target=lambda: reports.append(job.wait()), daemon=True)
+        waiter.start()
+        bad = requests.post(f"{job.url}/admin/scale", json={"members": "three"}, timeout=10)
+        assert bad.status_code == 400 and "members" in bad.json()["error"]
+        asked = requests.post(f"{job.url}/admin/scale", json={"members": 3}, timeout=10)
+        assert asked.status_code == 202, asked.text
+        result_url = f"{job.url}{asked.json()['result']}"
+        answer: dict = {}
+
+        def done() -> bool:
+            answer.update(requests.get(result_url, timeout=10).json())
+            return not answer["pending"]
+
+        assert wait_until(done, timeout_s=120)
+        assert answer["ok"], answer
+        shrunk = answer
         lowest = sorted(weights, key=lambda m: (weights[m], -m))[:3]
         assert len(shrunk["retired"]) == 3
         # The plan retires by the weights it reads itself, a moment later than ours.
         assert len(set(shrunk["retired"]) & set(lowest)) >= 1
         assert len(job.partitions_by_member) == 3
         assert all(len(owned) == 2 for owned in job.partitions_by_member.values())
-        report = job.wait()
+        waiter.join(600)
+        (report,) = reports
     finally:
         stop.set()
         thread.join(60)
