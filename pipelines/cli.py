@@ -427,6 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
         "95%% of it, and its accuracy over the quarter of the stream after the switch. "
         "Starts its own embedded Ray.",
     )
+    scale_bench = benches.add_parser(
+        "scale",
+        help="one real job scaled 2 -> 6 -> 3 members under prediction load",
+        description="Starts its own embedded Ray and a job on a synthetic stream, keeps a 1-row "
+        "prediction client running, scales the ensemble through the sizes, and prints each "
+        "step's time, how soon new members are weighted, latency during the steps against "
+        "the steady state, failed requests, rows/s per size and whether the counts reconcile.",
+    )
+    scale_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    scale_bench.add_argument(
+        "--rows", type=_positive_int, default=3_000_000, help="stream rows (default 3000000)"
+    )
+    scale_bench.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     drift_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     drift_bench.add_argument(
         "--rows", type=_positive_int, default=800_000, help="stream rows (default 800000)"
@@ -445,6 +458,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drift_bench.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     return parser
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from pipelines.bench.scale_bench import run_scale_bench
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_scale_bench(rows=args.rows, port=args.port)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"{result['requests']:,} requests, {result['failed_requests']} failed; steady p50 "
+        f"{result['steady_p50_ms']} ms, p99 {result['steady_p99_ms']} ms"
+    )
+    for step in result["steps"]:
+        print(
+            f"to {step['to']} members: step {step['step_s']:.1f}s, {step['moves']} partition "
+            f"moves, new members weighted {step['new_members_weighted_after_s']}s later, "
+            f"p99 during the step {step['during_p99_ms']} ms ({step['p99_ratio_to_steady']}x)"
+        )
+    print(f"rows/s by size: {result['rows_per_s_by_size']}")
+    print(f"counts reconcile: {result['counts_reconcile']} ({result['rows_seen']:,} rows)")
+    return 0
 
 
 def _bench_drift(args: argparse.Namespace) -> int:
@@ -520,6 +556,8 @@ def _bench(args: argparse.Namespace) -> int:
         return _bench_ingest(args)
     if args.bench == "drift":
         return _bench_drift(args)
+    if args.bench == "scale":
+        return _bench_scale(args)
     from pipelines.bench.serve_bench import run_serve_bench
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
