@@ -475,8 +475,13 @@ def _bench_scale(args: argparse.Namespace) -> int:
     for step in result["steps"]:
         print(
             f"to {step['to']} members: step {step['step_s']:.1f}s, {step['moves']} partition "
-            f"moves, new members weighted {step['new_members_weighted_after_s']}s later, "
-            f"p99 during the step {step['during_p99_ms']} ms ({step['p99_ratio_to_steady']}x)"
+            "moves, "
+            + (
+                f"new members weighted {step['new_members_weighted_after_s']}s later, "
+                if step["added"]
+                else ""
+            )
+            + f"p99 during the step {step['during_p99_ms']} ms ({step['p99_ratio_to_steady']}x)"
         )
     print(f"rows/s by size: {result['rows_per_s_by_size']}")
     print(f"counts reconcile: {result['counts_reconcile']} ({result['rows_seen']:,} rows)")

@@ -75,7 +75,7 @@ def run_scale_bench(
                 step = job.scale(size)
                 done = time.monotonic()
                 weighted_s = None
-                while time.monotonic() - done < 120:
+                while step["added"] and time.monotonic() - done < 120:
                     weights = job.weights()["weights"]
                     if all(weights.get(str(m), 0.0) > 0 for m in step["added"]):
                         weighted_s = round(time.monotonic() - done, 3)

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import ray
 import requests
 
 from pipelines.config import JobConfig
@@ -131,3 +132,50 @@ def test_scaling_2_6_3_under_load_loses_no_row_and_fails_no_request(ray_local, t
         assert sorted(counts) == list(range(per_partition)), partition
         assert set(counts.values()) == {1}, partition
     assert report["ensemble"]["prequential_accuracy"] > 0.8
+
+
+@pytest.mark.chaos
+def test_a_member_killed_after_a_scale_up_resumes_the_partition_it_was_handed(ray_local, tmp_path):
+    """Ray restarts an actor with its constructor's arguments, which name no partition for
+    a member added by scaling: the coordinator's record of the move is what it reads."""
+    rows, every_rows = 600_000, 10_000
+    log = tmp_path / "learned.jsonl"
+    config = JobConfig(
+        source="synthetic://hyperplane",
+        rows=rows,
+        members=2,
+        max_members=3,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+        learn_log=str(log),
+        checkpoint_every_rows=every_rows,
+        member_max_restarts=3,
+    )
+    job = Job(config)
+    job.start()
+    try:
+        (new,) = job.scale(3)["added"]
+        handed = job.partitions_by_member[new]
+        assert handed
+        assert wait_until(
+            lambda: next(m for m in job.status()["members"] if m["id"] == new)["checkpoints"] >= 2,
+            timeout_s=120,
+        )
+        ray.kill(job._members[new], no_restart=False)
+        report = job.wait()
+    finally:
+        job.shutdown()
+    after = next(m for m in report["members"] if m["id"] == new)
+    assert after["partitions"] == handed and after["restored_from"] is not None, after
+    counts = learned_offsets(log)
+    per_partition = rows // 3
+    for partition in range(3):
+        assert set(counts[partition]) == set(range(per_partition)), partition
+    duplicated = sum(n - 1 for learned in counts.values() for n in learned.values())
+    print(
+        f"\nmember {new} killed after taking partitions {handed}: restarted from checkpoint "
+        f"{after['restored_from']} on them; {duplicated:,} rows learned twice "
+        f"(bound {every_rows + config.batch_size:,})"
+    )
+    assert duplicated <= every_rows + config.batch_size

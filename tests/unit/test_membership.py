@@ -190,3 +190,20 @@ def test_a_good_scale_request_parses():
         "policy": "distill",
         "retire": [1],
     }
+
+
+def test_the_scale_command_says_in_one_line_when_no_cluster_answers(capsys):
+    from pipelines.cli import main
+
+    assert main(["scale", "--members", "3", "--address", "127.0.0.1:1"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no Ray cluster at --address '127.0.0.1:1'" in error[0]
+
+
+def test_bench_scale_refuses_a_bad_flag_in_one_line(capsys):
+    from pipelines.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "scale", "--rows", "0"])
+    assert exited.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
