@@ -33,6 +33,7 @@ __all__ = [
     "MemberStart",
     "ScalePlan",
     "choose_node",
+    "drift_scaling",
     "plan_scale",
 ]
 
@@ -246,3 +247,33 @@ class LagAutoscaler:
             self._last_change = now
             self._idle_since = None
         return target
+
+
+def drift_scaling(
+    members: list[dict], answered: dict[int, int], limit: int
+) -> list[tuple[str, int]]:
+    """Scaling steps due to drift events: ``("spawn", member)`` adds a challenger beside a
+    drifted member (while the ensemble is below `limit`), ``("retire", member)`` retires a
+    drifted member whose weight is 0 (at or below chance; never the last member).
+
+    Args:
+        members: current members' status entries (``id``, ``weight``, ``drift``).
+        answered: member id -> drift actions already answered; updated here.
+        limit: the most members the job may have.
+    """
+    steps: list[tuple[str, int]] = []
+    size = len(members)
+    for member in members:
+        drift = member.get("drift") or {}
+        action, acted = drift.get("action"), int(drift.get("acted", 0))
+        new = acted - answered.get(member["id"], 0)
+        answered[member["id"]] = acted
+        if new <= 0:
+            continue
+        if action == "spawn" and size < limit:
+            steps.append(("spawn", member["id"]))
+            size += 1
+        elif action == "retire" and float(member.get("weight") or 0.0) <= 0.0 and size > 1:
+            steps.append(("retire", member["id"]))
+            size -= 1
+    return steps

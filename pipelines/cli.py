@@ -281,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--drift-action",
-        choices=["reset", "boost-lr", "none"],
-        help="a member's answer to a drift (default reset: a fresh network)",
+        choices=["reset", "boost-lr", "spawn", "retire", "none"],
+        help="the answer to a member's drift (default reset: a fresh network; spawn: add a "
+        "challenger member; retire: drop the member if it is at or below chance)",
     )
     run.add_argument(
         "--strategy",

@@ -213,10 +213,11 @@ class JobConfig(BaseModel):
         "none",
         description="drift detection on each member's own errors (ddm: classification only)",
     )
-    drift_action: Literal["reset", "boost-lr", "none"] = Field(
+    drift_action: Literal["reset", "boost-lr", "spawn", "retire", "none"] = Field(
         "reset",
-        description="what a member does on a drift: a fresh network, a raised learning rate "
-        "for a while, or only record the event",
+        description="the answer to a member's drift: a fresh network, a raised learning rate "
+        "for a while, a challenger member beside it (spawn), retiring it if at or below "
+        "chance, or only recording the event",
     )
     drift_cooldown_rows: int = Field(
         2_000, ge=0, description="rows after a drift response in which detections are not acted on"

@@ -35,7 +35,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.coordinator import COORDINATOR_NAME, CoordinatorActor
 from actors.errors import ConfigError
 from actors.member import MemberActor
-from actors.membership import LagAutoscaler, MemberStart, choose_node, plan_scale
+from actors.membership import (
+    LagAutoscaler,
+    MemberStart,
+    choose_node,
+    drift_scaling,
+    plan_scale,
+)
 from actors.models import build_model
 from actors.names import NAMESPACE
 from actors.serve_app import build_app
@@ -108,6 +114,7 @@ class Job:
         self._member_cpus_each = 1.0
         self._scaling = threading.RLock()  # one scaling step at a time; `wait` sees it whole
         self.scale_events: list[dict] = []
+        self._drift_answered: dict[int, int] = {}  # drift actions seen per member
         self._autoscaler = (
             LagAutoscaler(
                 config.autoscale_min,
@@ -306,6 +313,9 @@ class Job:
                         self._final[mid] = ray.get(ref)
             self._serve_scale_requests()
             status = self.status() if on_status is not None or self._autoscaler else None
+            if status is not None or self.config.drift_action in ("spawn", "retire"):
+                status = status if status is not None else self.status()
+                self._answer_drift(status)
             if self._autoscaler is not None and status is not None:
                 self._autoscale(status)
             if on_status is not None and status is not None:
@@ -315,7 +325,12 @@ class Job:
     # -- scaling ----------------------------------------------------------------------------
 
     def scale(
-        self, members: int, *, policy: str | None = None, retire: list[int] | None = None
+        self,
+        members: int,
+        *,
+        policy: str | None = None,
+        retire: list[int] | None = None,
+        reason: str = "request",
     ) -> dict:
         """Grow or shrink the ensemble to `members` while it trains and serves.
 
@@ -384,6 +399,7 @@ class Job:
             "moves": [list(move) for move in plan.moves],
             "assignment": {str(m): p for m, p in plan.assignment.items()},
             "start": start.policy,
+            "reason": reason,
             "seconds": round(time.monotonic() - began, 3),
         }
         self.scale_events.append({**result, "at_s": round(began - (self._started_at or 0), 3)})
@@ -441,6 +457,19 @@ class Job:
                 answer = {"ok": False, "error": str(error)}
             ray.get(self._coordinator.finish_scale_request.remote(request["id"], answer))
 
+    def _answer_drift(self, status: dict) -> None:
+        """Spawn a challenger beside, or retire, members whose drift calls for it."""
+        for action, member in drift_scaling(
+            status["members"], self._drift_answered, self.config.scale_limit
+        ):
+            try:
+                if action == "spawn":
+                    self.scale(len(self._members) + 1, policy="fresh", reason=f"drift:{member}")
+                else:
+                    self.scale(len(self._members) - 1, retire=[member], reason=f"drift:{member}")
+            except ConfigError as error:
+                logger.warning("drift %s for member %d not carried out: %s", action, member, error)
+
     def _autoscale(self, status: dict) -> None:
         assert self._autoscaler is not None
         lags = [m.get("lag") for m in status["members"] if m.get("lag") is not None]
@@ -449,7 +478,7 @@ class Job:
         )
         if target is not None:
             try:
-                self.scale(target)
+                self.scale(target, reason="lag")
             except ConfigError as error:
                 logger.warning("autoscaling to %d members: %s", target, error)
 

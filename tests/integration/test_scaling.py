@@ -179,3 +179,35 @@ def test_a_member_killed_after_a_scale_up_resumes_the_partition_it_was_handed(ra
         f"(bound {every_rows + config.batch_size:,})"
     )
     assert duplicated <= every_rows + config.batch_size
+
+
+def test_a_drift_with_the_spawn_action_adds_a_challenger_member(ray_local, tmp_path):
+    # Long enough that the post-drift half outlasts a new actor's start (several seconds).
+    rows = 2_400_000
+    config = JobConfig(
+        source="synthetic://hyperplane?noise=0.05&drift_at=0.5",
+        rows=rows,
+        members=2,
+        max_members=3,
+        port=free_port(),
+        report=tmp_path,
+        progress=False,
+        drift_detector="adwin",
+        drift_action="spawn",
+    )
+    job = Job(config)
+    job.start()
+    try:
+        report = job.wait()
+    finally:
+        job.shutdown()
+    events = report["scale_events"]
+    print(
+        f"\ndrift spawn: scale events {[(e['reason'], e['added'], e['at_s']) for e in events]}; "
+        f"rows per member {[(m['id'], m['rows']) for m in report['members']]}"
+    )
+    assert events and events[0]["reason"].startswith("drift:") and events[0]["added"] == [2]
+    assert len(report["members"]) == 3  # the limit: one challenger, no more
+    challenger = next(m for m in report["members"] if m["id"] == 2)
+    assert challenger["rows"] > 0
+    reconciles(report, rows)

@@ -207,3 +207,22 @@ def test_bench_scale_refuses_a_bad_flag_in_one_line(capsys):
         main(["bench", "scale", "--rows", "0"])
     assert exited.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_drift_events_call_for_a_challenger_or_a_retirement_once_each():
+    from actors.membership import drift_scaling
+
+    def member(mid, action, acted, weight):
+        return {"id": mid, "weight": weight, "drift": {"action": action, "acted": acted}}
+
+    answered: dict[int, int] = {}
+    members = [member(0, "spawn", 1, 0.5), member(1, "spawn", 0, 0.5)]
+    assert drift_scaling(members, answered, limit=3) == [("spawn", 0)]
+    assert drift_scaling(members, answered, limit=3) == []  # answered already
+    members = [member(0, "spawn", 2, 0.5), member(1, "spawn", 1, 0.5)]
+    assert drift_scaling(members, answered, limit=3) == [("spawn", 0)]  # room for one
+    answered = {}
+    members = [member(0, "retire", 1, 0.0), member(1, "retire", 1, 0.7)]
+    # Only the member at chance (weight 0) goes; one above chance stays.
+    assert drift_scaling(members, answered, limit=4) == [("retire", 0)]
+    assert drift_scaling([member(0, "retire", 2, 0.0)], {}, limit=4) == []  # never the last
