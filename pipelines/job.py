@@ -399,6 +399,9 @@ class Job:
             "moves": [list(move) for move in plan.moves],
             "assignment": {str(m): p for m, p in plan.assignment.items()},
             "start": start.policy,
+            # What the start had: distilled rows, or whose weights were cloned.
+            "start_rows": 0 if start.y is None else len(start.y),
+            "cloned_from": start.source_member,
             "reason": reason,
             "seconds": round(time.monotonic() - began, 3),
         }

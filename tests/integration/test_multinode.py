@@ -109,7 +109,7 @@ def test_a_scale_up_places_the_new_member_on_the_emptier_node(cluster, tmp_path)
         assert len(set(before.values())) == 2, before  # spread: two nodes, one each
         empty = {n["NodeID"] for n in ray.nodes() if n["Alive"]} - set(before.values())
         assert len(empty) == 1
-        result = job.scale(3)
+        result = job.scale(3, policy="distill")  # fitted on the ensemble's answers first
         after = {m["id"]: m["node"] for m in job.status()["members"]}
         (new,) = result["added"]
         print(
@@ -119,6 +119,7 @@ def test_a_scale_up_places_the_new_member_on_the_emptier_node(cluster, tmp_path)
         )
         assert after[new] in empty, (after, empty)
         assert {mid: after[mid] for mid in before} == before  # nobody else moved
+        assert result["start"] == "distill" and result["start_rows"] > 0, result
         report = job.wait()
         reconciles(report, rows)
     finally:

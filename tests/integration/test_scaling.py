@@ -68,7 +68,7 @@ def test_scaling_2_6_3_under_load_loses_no_row_and_fails_no_request(ray_local, t
         began = time.monotonic()
         grown = job.scale(6, policy="clone-best")
         grew_s = time.monotonic() - began
-        assert grown["added"] == [2, 3, 4, 5]
+        assert grown["added"] == [2, 3, 4, 5] and grown["cloned_from"] in (0, 1)
         assert sorted(p for owned in job.partitions_by_member.values() for p in owned) == list(
             range(partitions)
         )

@@ -181,3 +181,21 @@ def test_a_custom_model_that_does_not_fit_the_task_is_refused(factory, spec_extr
 def test_bad_model_kinds_and_tasks(bad, message):
     with pytest.raises(ModelError, match=message):
         ModelSpec(**bad)
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "replay"])
+def test_pretraining_on_the_ensembles_answers_gives_a_new_member_a_head_start(strategy):
+    """A `distill` start: fitted on recent rows labelled by the ensemble before its
+    first stream row (replay included: its step takes old rows too, none here)."""
+    from actors.specs import StrategySpec
+
+    rng = np.random.default_rng(1)
+    x, answers = _concept(rng, 2_000)
+    fresh = OnlineLearner(5, ModelSpec(hidden=(16,)), seed=4, strategy=StrategySpec(strategy))
+    started = OnlineLearner(5, ModelSpec(hidden=(16,)), seed=4, strategy=StrategySpec(strategy))
+    started.pretrain(x, answers)
+    test_x, test_y = _concept(rng, 1_000)
+    fresh_hits = fresh.learn_many(test_x, test_y).correct
+    started_hits = started.learn_many(test_x, test_y).correct
+    assert started_hits / 1_000 > 0.85 > fresh_hits / 1_000
+    assert started.resets == 0  # a start, not a reset
