@@ -299,6 +299,13 @@ class Job:
         Meanwhile it carries out scale requests made from outside (`online-ensemble
         scale`, ``POST /admin/scale``) and, when configured, autoscales by lag.
         """
+        # Status is fetched only for whoever reads it: the caller, the autoscaler, or drift
+        # actions that scale.
+        needs_status = (
+            on_status is not None
+            or self._autoscaler is not None
+            or self.config.drift_action in ("spawn", "retire")
+        )
         while not self._stop.is_set():
             with self._scaling:
                 pending: dict[int, Any] = {
@@ -312,14 +319,13 @@ class Job:
                     if ref in ready and mid in self._runs and self._runs[mid] == ref:
                         self._final[mid] = ray.get(ref)
             self._serve_scale_requests()
-            status = self.status() if on_status is not None or self._autoscaler else None
-            if status is not None or self.config.drift_action in ("spawn", "retire"):
-                status = status if status is not None else self.status()
+            if needs_status:
+                status = self.status()
                 self._answer_drift(status)
-            if self._autoscaler is not None and status is not None:
-                self._autoscale(status)
-            if on_status is not None and status is not None:
-                on_status(status)
+                if self._autoscaler is not None:
+                    self._autoscale(status)
+                if on_status is not None:
+                    on_status(status)
         return self.finish()
 
     # -- scaling ----------------------------------------------------------------------------
