@@ -166,7 +166,10 @@ class CoordinatorActor:
             int(m): {int(p): int(o) for p, o in moves.items()}
             for m, moves in meta.get("handoff", {}).items()
         }
-        self._served_complete = bool(meta.get("served_complete", False))
+        # Not restored: the member refs are gone with the old process, and a snapshot of
+        # whoever republishes first would renormalise the mix over a few members (the
+        # noise member alone got weight 1.0). Replicas keep answering from their last
+        # snapshot until every member has published to this process once.
         self._version = int(meta["version"]) + RESTART_VERSION_GAP
         self._core.history = list(meta["history"])
         self._core.history_thinned = int(meta.get("history_thinned", 0))
@@ -201,7 +204,6 @@ class CoordinatorActor:
             "handoff": {
                 str(m): {str(p): o for p, o in moves.items()} for m, moves in self._handoff.items()
             },
-            "served_complete": self._served_complete,
         }
         self._store.save(COORDINATOR_CHECKPOINT, arrays, meta)
         self._checkpointed_at = time.monotonic()
