@@ -132,11 +132,15 @@ class MemberCore:
             The dead letters of that batch (often empty; an idle step on a quiet live
             stream returns an empty list), or None when every partition is exhausted.
         """
-        prepared = self._prepare_next()
-        return None if prepared is None else self._train(prepared)
+        prepared = self.read_batch()
+        return None if prepared is None else self.learn_batch(prepared)
 
-    def _prepare_next(self) -> _Prepared | None:
-        """Take the next partition's rows (`PartitionIntake`) and make them ready to learn."""
+    def read_batch(self) -> _Prepared | None:
+        """Take the next partition's rows (`PartitionIntake`) and make them ready to learn.
+
+        `step` is `read_batch` then `learn_batch`; the accuracy harness calls them apart
+        to have the ensemble answer the batch before this member learns it.
+        """
         intake = self.intake.next()
         if intake is not None and intake.partition is None:
             self.idle_steps += 1
@@ -177,7 +181,7 @@ class MemberCore:
             x, y = self._windows[partition].push(x, y)
         return _Prepared(x, y, dead, intake.rows_read, intake.rows_sampled, partition, good_offsets)
 
-    def _train(self, prepared: _Prepared) -> list[DeadLetter]:
+    def learn_batch(self, prepared: _Prepared) -> list[DeadLetter]:
         """Sample for the shared evaluation, then test-then-train; returns the dead letters."""
         x, y, dead = prepared.x, prepared.y, prepared.dead
         self.rows_seen += prepared.rows_read
@@ -226,6 +230,14 @@ class MemberCore:
         outputs = np.asarray(self._best_forward(x))
         task = self.config.model.task
         return row_scores(task, outputs if task == "multiclass" else outputs[:, 0], y)
+
+    def served_outputs(self, x: np.ndarray) -> np.ndarray:
+        """What this member's snapshot would answer on `x` now: the best snapshot's outputs
+        while the guard serves it, else the current network's (`predict_proba_many` shape)."""
+        if self.guard is not None and self.guard.serving_best and self._best_forward is not None:
+            outputs = np.asarray(self._best_forward(np.asarray(x, np.float32)))
+            return outputs if self.config.model.task == "multiclass" else outputs[:, 0]
+        return self.learner.predict_proba_many(x)
 
     def snapshot_weights(self) -> tuple[list[np.ndarray], str]:
         """The weights to publish and which they are: ``current`` or ``best``.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from actors.errors import ConfigError, OnlineEnsembleError
+from pipelines.bench.accuracy_streams import STREAMS as ACCURACY_STREAMS
 from pipelines.config import DEFAULT_SOURCE, load_config
 
 __all__ = ["main"]
@@ -458,7 +459,67 @@ def build_parser() -> argparse.ArgumentParser:
         help="what members do on a drift in that run (default reset)",
     )
     drift_bench.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    accuracy_bench = benches.add_parser(
+        "accuracy",
+        help="prequential accuracy and rows/s of the default ensemble against River's "
+        "online learners on drifting streams",
+        description="On each stream, on the same rows in the same order and seed: the default "
+        "ensemble (replayed in this process, no Ray), its best member, the uniform-weight "
+        "ensemble, one model trained on every row, and River's adaptive random forest, "
+        "Hoeffding adaptive tree and scaled logistic regression, each scored test-then-train "
+        "on every row. Needs the bench extra (pip install -e '.[bench]').",
+    )
+    accuracy_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    accuracy_bench.add_argument(
+        "--rows",
+        type=_positive_int,
+        default=100_000,
+        help="rows per synthetic stream (default 100000)",
+    )
+    accuracy_bench.add_argument(
+        "--streams",
+        type=_stream_names,
+        metavar="NAME,NAME,...",
+        help="streams to run (default: all of " + ", ".join(ACCURACY_STREAMS) + ")",
+    )
+    accuracy_bench.add_argument(
+        "--plot", type=Path, metavar="DIR", help="write one accuracy-over-the-stream PNG per stream"
+    )
+    accuracy_bench.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     return parser
+
+
+def _stream_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ACCURACY_STREAMS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown stream(s) {', '.join(unknown) or repr(text)}; expected a comma list of "
+            + ", ".join(ACCURACY_STREAMS)
+        )
+    return names
+
+
+def _bench_accuracy(args: argparse.Namespace) -> int:
+    from pipelines.bench.accuracy_bench import (
+        STREAMS,
+        format_table,
+        run_accuracy_bench,
+        write_plots,
+    )
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_accuracy_bench(
+            rows=args.rows, seed=args.seed, streams=args.streams or tuple(STREAMS)
+        )
+    if args.plot is not None:
+        for path in write_plots(result, args.plot):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+    return 0
 
 
 def _bench_scale(args: argparse.Namespace) -> int:
@@ -564,6 +625,8 @@ def _bench(args: argparse.Namespace) -> int:
         return _bench_drift(args)
     if args.bench == "scale":
         return _bench_scale(args)
+    if args.bench == "accuracy":
+        return _bench_accuracy(args)
     from pipelines.bench.serve_bench import run_serve_bench
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
