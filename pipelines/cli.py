@@ -486,6 +486,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", type=Path, metavar="DIR", help="write one accuracy-over-the-stream PNG per stream"
     )
     accuracy_bench.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    accuracy_bench.add_argument(
+        "--river",
+        type=_river_names,
+        default=None,
+        metavar="NAME,...|none",
+        help="River learners to run (default all: river_arf,river_hat,river_logreg; 'none' "
+        "skips them, for tuning runs of the ensemble alone)",
+    )
+    accuracy_bench.add_argument(
+        "--knowledge",
+        choices=["none", "shared-sample", "peer-average"],
+        default="none",
+        help="an experiment: members of the replayed ensemble also learn the scored shared "
+        "sample, or average their weights with their peers' (default none, as in a job)",
+    )
+    accuracy_bench.add_argument(
+        "--set",
+        dest="overrides",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a job setting from its default for a tuning run, e.g. batch_size=32 "
+        "(repeatable; the value is read as JSON, else as text)",
+    )
     return parser
 
 
@@ -500,6 +525,31 @@ def _stream_names(text: str) -> list[str]:
     return names
 
 
+def _river_names(text: str) -> list[str]:
+    known = ("river_arf", "river_hat", "river_logreg")
+    if text.strip() == "none":
+        return []
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown River learner(s) {', '.join(unknown) or repr(text)}; expected a comma "
+            f"list of {', '.join(known)}, or none"
+        )
+    return names
+
+
+def _override(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE (e.g. batch_size=32), got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return name.strip().replace("-", "_"), parsed
+
+
 def _bench_accuracy(args: argparse.Namespace) -> int:
     from pipelines.bench.accuracy_bench import (
         STREAMS,
@@ -508,9 +558,15 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
         write_plots,
     )
 
+    _quiet_runtime_logs()
     with contextlib.redirect_stdout(sys.stderr):
         result = run_accuracy_bench(
-            rows=args.rows, seed=args.seed, streams=args.streams or tuple(STREAMS)
+            rows=args.rows,
+            seed=args.seed,
+            streams=args.streams or tuple(STREAMS),
+            overrides=dict(args.overrides),
+            knowledge=args.knowledge,
+            **({} if args.river is None else {"river": args.river}),
         )
     if args.plot is not None:
         for path in write_plots(result, args.plot):

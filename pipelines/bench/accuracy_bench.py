@@ -36,7 +36,7 @@ import numpy as np
 
 from actors.errors import ConfigError
 from pipelines.bench.accuracy_streams import REGRESSION_STREAMS, STREAMS
-from pipelines.bench.ensemble_replay import replay_ensemble, replay_single_model
+from pipelines.bench.ensemble_replay import KNOWLEDGE, replay_ensemble, replay_single_model
 from pipelines.bench.prequential import StreamScores, accuracy_curve, prequential_summary
 from pipelines.bench.river_baselines import RIVER_LEARNERS, run_river
 from pipelines.config import JobConfig
@@ -53,6 +53,7 @@ def run_accuracy_bench(
     streams: Sequence[str] = tuple(STREAMS),
     river: Sequence[str] = RIVER_LEARNERS,
     overrides: dict[str, Any] | None = None,
+    knowledge: str = "none",
 ) -> dict[str, Any]:
     """Every learner on every stream; see the module docstring.
 
@@ -67,6 +68,13 @@ def run_accuracy_bench(
     Raises:
         ConfigError: for an unknown stream or River learner.
     """
+    unknown_fields = sorted(set(overrides or {}) - set(JobConfig.model_fields))
+    if unknown_fields:
+        raise ConfigError(
+            f"unknown job setting(s) {', '.join(unknown_fields)} (see online-ensemble run --help)"
+        )
+    if knowledge not in KNOWLEDGE:
+        raise ConfigError(f"knowledge ({knowledge!r}) must be one of {', '.join(KNOWLEDGE)}")
     unknown = [s for s in streams if s not in STREAMS]
     if unknown:
         raise ConfigError(f"unknown stream(s) {unknown}; expected some of {', '.join(STREAMS)}")
@@ -74,13 +82,25 @@ def run_accuracy_bench(
     with tempfile.TemporaryDirectory() as scratch:
         for name in streams:
             results[name] = _run_stream(
-                name, rows, seed, list(river), dict(overrides or {}), Path(scratch)
+                name, rows, seed, list(river), dict(overrides or {}), knowledge, Path(scratch)
             )
-    return {"rows": rows, "seed": seed, "overrides": dict(overrides or {}), "streams": results}
+    return {
+        "rows": rows,
+        "seed": seed,
+        "overrides": dict(overrides or {}),
+        "knowledge": knowledge,
+        "streams": results,
+    }
 
 
 def _run_stream(
-    name: str, rows: int, seed: int, river: list[str], overrides: dict, scratch: Path
+    name: str,
+    rows: int,
+    seed: int,
+    river: list[str],
+    overrides: dict,
+    knowledge: str,
+    scratch: Path,
 ) -> dict[str, Any]:
     uri = STREAMS[name]
     task = "regression" if name in REGRESSION_STREAMS else "binary"
@@ -96,7 +116,7 @@ def _run_stream(
         **overrides,
     )
     started = time.perf_counter()
-    run = replay_ensemble(config)
+    run = replay_ensemble(config, knowledge=knowledge)
     replay_s = time.perf_counter() - started
     n = len(run.y)
     regression = task == "regression"

@@ -18,6 +18,16 @@ Ray, in a deterministic loop:
 * every `publish_rows` rows a member "publishes": it offers a snapshot to its guard, and
   its sampled rows are scored by every member and handed to the coordinator.
 
+Knowledge flow between members (`KNOWLEDGE`, an experiment of the harness, not a job
+setting: neither helped in `docs/benchmarks.md`, so the product has none):
+
+* ``none``: members share nothing but their answers (what a job does);
+* ``shared-sample``: once a member's sampled rows are scored, every *other* member also
+  learns them (thin: ``eval_fraction`` of the rows, never a partition's bulk);
+* ``peer-average``: members start from one initialisation, and at each publish the
+  publishing member's weights move `PEER_PULL` of the way to the mixing-weighted mean of
+  all members' (periodic averaging, as in federated learning).
+
 Two simplifications, both in the ensemble's favour by little: members answer with their
 live networks, not with snapshots up to one publish old; and publishing is by rows, not
 by the clock. The replay measures learning, not Serve (`bench serve` measures that).
@@ -32,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from actors.coordination import CoordinatorCore
+from actors.errors import ConfigError
 from actors.member_core import MemberCore
 from actors.weighting import row_scores
 from pipelines.config import JobConfig
@@ -39,7 +50,10 @@ from pipelines.job import assign_partitions
 from pipelines.sources.base import StreamSource
 from pipelines.sources.registry import open_source
 
-__all__ = ["EnsembleRun", "replay_ensemble", "replay_single_model"]
+__all__ = ["KNOWLEDGE", "EnsembleRun", "replay_ensemble", "replay_single_model"]
+
+KNOWLEDGE = ("none", "shared-sample", "peer-average")
+PEER_PULL = 0.5
 
 
 @dataclass
@@ -74,7 +88,9 @@ def _open(config: JobConfig) -> tuple[StreamSource, dict[int, list[int]]]:
     return source, assign_partitions(source.partitions(), config.members)
 
 
-def replay_ensemble(config: JobConfig, *, publish_rows: int = 4096) -> EnsembleRun:
+def replay_ensemble(
+    config: JobConfig, *, publish_rows: int = 4096, knowledge: str = "none"
+) -> EnsembleRun:
     """Run `config`'s ensemble over its whole (bounded) stream; see the module docstring.
 
     Args:
@@ -82,13 +98,25 @@ def replay_ensemble(config: JobConfig, *, publish_rows: int = 4096) -> EnsembleR
         publish_rows: rows a member learns between two publishes. A member of a job
             publishes every `publish_interval_s` (0.25 s) or `publish_every_rows`; at the
             ~17,000 rows/s a member trains at on this machine, 0.25 s is about 4,096 rows.
+        knowledge: how members learn from each other (`KNOWLEDGE`, module docstring).
+
+    Raises:
+        ConfigError: for an unknown `knowledge`.
     """
+    if knowledge not in KNOWLEDGE:
+        raise ConfigError(f"knowledge ({knowledge!r}) must be one of {', '.join(KNOWLEDGE)}")
     source, assignment = _open(config)
     member_config = config.member_config()
     members = {
         mid: MemberCore(mid, [source.open(p) for p in parts], source.schema, member_config)
         for mid, parts in assignment.items()
     }
+    if knowledge == "peer-average":
+        # Averaging only makes sense between networks of one initialisation (two
+        # independently initialised ones have their hidden units in unrelated orders).
+        start = members[min(members)].learner.get_weights()
+        for member in members.values():
+            member.learner.set_weights(start)
     task = config.task
     coordinator = CoordinatorCore(
         assignment,
@@ -135,7 +163,7 @@ def replay_ensemble(config: JobConfig, *, publish_rows: int = 4096) -> EnsembleR
             since_publish[mid] += len(prepared.y)
             if since_publish[mid] >= publish_rows or member.done:
                 since_publish[mid] = 0
-                _publish(coordinator, members, ids, mid)
+                _publish(coordinator, members, ids, mid, knowledge)
     x, y = np.concatenate(xs), np.concatenate(ys)
     partition_of_row = np.concatenate(partitions)
     weights = coordinator.mixing_weights()
@@ -202,9 +230,14 @@ def _mix(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _publish(
-    coordinator: CoordinatorCore, members: dict[int, MemberCore], ids: list[int], mid: int
+    coordinator: CoordinatorCore,
+    members: dict[int, MemberCore],
+    ids: list[int],
+    mid: int,
+    knowledge: str,
 ) -> None:
-    """What a member's publish does to the coordinator: stats, snapshot, scored sample."""
+    """What a member's publish does to the coordinator (stats, snapshot, scored sample),
+    then the `knowledge` exchange, if any."""
     member = members[mid]
     member.snapshot_weights()  # offers the network to the best-snapshot guard
     coordinator.record_stats(mid, member.stats())
@@ -213,6 +246,22 @@ def _publish(
     if sample is not None:
         sample_x, sample_y = sample
         coordinator.record_scores(_answers(members, ids, sample_x), sample_y)
+        if knowledge == "shared-sample":
+            for other in ids:
+                if other != mid:
+                    members[other].learner.learn_many(sample_x, sample_y)
+    if knowledge == "peer-average":
+        weights = coordinator.mixing_weights()
+        if weights.sum() > 0:
+            networks = [members[other].learner.get_weights() for other in ids]
+            mean = [
+                sum(w * net[k] for w, net in zip(weights, networks, strict=True)) / weights.sum()
+                for k in range(len(networks[0]))
+            ]
+            own = networks[ids.index(mid)]
+            member.learner.set_weights(
+                [(1 - PEER_PULL) * o + PEER_PULL * m for o, m in zip(own, mean, strict=True)]
+            )
 
 
 def _drift_rows(

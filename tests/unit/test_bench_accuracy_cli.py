@@ -32,6 +32,11 @@ def canned_result() -> dict:
         (["--streams", "sine"], "unknown stream(s) sine"),
         (["--streams", ","], "expected a comma list of sea"),
         (["--rows", "0"], "must be >= 1"),
+        (["--set", "batch_size"], "expected FIELD=VALUE"),
+        (["--knowledge", "gossip"], "invalid choice: 'gossip'"),
+        (["--river", "river_svm"], "unknown River learner(s) river_svm"),
+        (["--set", "batch_sise=32"], "unknown job setting(s) batch_sise"),
+        (["--set", "batch_size=0", "--streams", "sea"], "batch_size"),
     ],
 )
 def test_bad_arguments_are_one_line_with_status_2(argv, message, capsys):
@@ -53,9 +58,20 @@ def test_table_json_and_plots(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(accuracy_bench, "run_accuracy_bench", fake_run)
     assert main(["bench", "accuracy", "--streams", "sea", "--rows", "1000"]) == 0
     out = capsys.readouterr().out
-    assert calls[-1] == {"rows": 1000, "seed": 0, "streams": ["sea"]}
+    assert calls[-1] == {
+        "rows": 1000,
+        "seed": 0,
+        "streams": ["sea"],
+        "overrides": {},
+        "knowledge": "none",
+    }
     assert "| sea | ensemble | 0.9000 | 0.8500 | 300 | 50,000 |" in out
     assert "| sea | river_arf | 0.8800 | 0.8000 | never | 1,200 |" in out
-    assert main(["bench", "accuracy", "--json", "--plot", str(tmp_path)]) == 0
+    argv = ["--json", "--plot", str(tmp_path), "--set", "batch_size=32", "--set", "policy=awe"]
+    assert main(["bench", "accuracy", *argv]) == 0
+    assert calls[-1]["overrides"] == {"batch_size": 32, "policy": "awe"}
+    assert "river" not in calls[-1]  # every River learner by default
     assert json.loads(capsys.readouterr().out)["streams"]["sea"]["accuracy"]["ensemble"] == 0.9
+    assert main(["bench", "accuracy", "--river", "none", "--knowledge", "peer-average"]) == 0
+    assert calls[-1]["river"] == [] and calls[-1]["knowledge"] == "peer-average"
     assert (tmp_path / "accuracy_sea.png").stat().st_size > 0
