@@ -245,9 +245,9 @@ class CoordinatorCore:
         for i in eligible:
             self.members[ids[i]].shared.add(row_scores(self.task, outputs[:, i], labels))
         for shadow, figure in self.shadows.values():
-            figure.add(row_scores(self.task, _mix(outputs, shadow.weights(scored)), labels))
+            figure.add(row_scores(self.task, mix_outputs(outputs, shadow.weights(scored)), labels))
             shadow.observe(outputs, labels, scored)
-        self.ensemble.add(row_scores(self.task, _mix(outputs, weights), labels))
+        self.ensemble.add(row_scores(self.task, mix_outputs(outputs, weights), labels))
         self.equal_weight.add(row_scores(self.task, outputs[:, eligible].mean(axis=1), labels))
         self._labels.extend(labels.tolist())
 
@@ -533,7 +533,7 @@ class CoordinatorCore:
         return _rmse(total) if self.regression else total
 
 
-def _mix(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def mix_outputs(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The weighted mean over members: (n,) from (n, M), or (n, C) from (n, M, C)."""
     if outputs.ndim == 3:
         return np.einsum("nmc,m->nc", outputs, weights)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from actors.errors import ConfigError, OnlineEnsembleError
+from pipelines.bench.accuracy_streams import KNOWLEDGE, RIVER_LEARNERS
 from pipelines.bench.accuracy_streams import STREAMS as ACCURACY_STREAMS
 from pipelines.config import DEFAULT_SOURCE, load_config
 
@@ -491,12 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_river_names,
         default=None,
         metavar="NAME,...|none",
-        help="River learners to run (default all: river_arf,river_hat,river_logreg; 'none' "
+        help=f"River learners to run (default all: {','.join(RIVER_LEARNERS)}; 'none' "
         "skips them, for tuning runs of the ensemble alone)",
     )
     accuracy_bench.add_argument(
         "--knowledge",
-        choices=["none", "shared-sample", "peer-average"],
+        choices=KNOWLEDGE,
         default="none",
         help="an experiment: members of the replayed ensemble also learn the scored shared "
         "sample, or average their weights with their peers' (default none, as in a job)",
@@ -514,29 +515,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stream_names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ACCURACY_STREAMS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown stream(s) {', '.join(unknown) or repr(text)}; expected a comma list of "
-            + ", ".join(ACCURACY_STREAMS)
-        )
-    return names
-
-
-def _river_names(text: str) -> list[str]:
-    known = ("river_arf", "river_hat", "river_logreg")
-    if text.strip() == "none":
-        return []
+def _names_in(
+    known: tuple[str, ...] | list[str], what: str, text: str, also: str = ""
+) -> list[str]:
+    """A comma list of names, each one of `known` (`also`: the other accepted forms)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown River learner(s) {', '.join(unknown) or repr(text)}; expected a comma "
-            f"list of {', '.join(known)}, or none"
+            f"unknown {what}(s) {', '.join(unknown) or repr(text)}; expected a comma list of "
+            + ", ".join(known)
+            + also
         )
     return names
+
+
+def _stream_names(text: str) -> list[str]:
+    return _names_in(list(ACCURACY_STREAMS), "stream", text)
+
+
+def _river_names(text: str) -> list[str]:
+    if text.strip() == "none":
+        return []
+    return _names_in(RIVER_LEARNERS, "River learner", text, also=", or none")
 
 
 def _override(text: str) -> tuple[str, Any]:

@@ -135,10 +135,8 @@ def _run_stream(
     rows_per_s["single_model"] = n / single_s
     for learner in river:
         per_row[learner], rows_per_s[learner] = run_river(learner, run.x, run.y, task, seed)
-    summaries = {
-        key: prequential_summary(StreamScores(scores, run.y, regression), run.drift_rows)
-        for key, scores in per_row.items()
-    }
+    scored = {key: StreamScores(scores, run.y, regression) for key, scores in per_row.items()}
+    summaries = {key: prequential_summary(s, run.drift_rows) for key, s in scored.items()}
     return {
         "uri": STREAMS[name],
         "task": task,
@@ -151,10 +149,7 @@ def _run_stream(
         "rows_per_s": {key: round(v) for key, v in rows_per_s.items()},
         "accuracy_after_drift": {key: s["accuracy_after_drift"] for key, s in summaries.items()},
         "rows_to_regain": {key: s["rows_to_regain"] for key, s in summaries.items()},
-        "curves": {
-            key: accuracy_curve(StreamScores(scores, run.y, regression), window=1000)
-            for key, scores in per_row.items()
-        },
+        "curves": {key: accuracy_curve(s, window=1000) for key, s in scored.items()},
     }
 
 

@@ -1,9 +1,9 @@
-"""The streams of `bench accuracy`, by name (kept apart so the CLI can list them without
-importing TensorFlow)."""
+"""The names `bench accuracy` takes: its streams, River's learners and the knowledge-flow
+experiments (kept apart so the CLI can check them without importing TensorFlow)."""
 
 from __future__ import annotations
 
-__all__ = ["REGRESSION_STREAMS", "STREAMS"]
+__all__ = ["KNOWLEDGE", "REGRESSION_STREAMS", "RIVER_LEARNERS", "STREAMS"]
 
 # Per-partition noise for the "partitioned" variants: one clean, one very noisy partition.
 STREAMS: dict[str, str] = {
@@ -23,3 +23,9 @@ STREAMS: dict[str, str] = {
     "bananas": "river://bananas",
 }
 REGRESSION_STREAMS = ("periodic", "periodic_partitioned")
+
+RIVER_LEARNERS = ("river_arf", "river_hat", "river_logreg")
+"""River's learners, by harness key (see `pipelines.bench.river_baselines`)."""
+
+KNOWLEDGE = ("none", "shared-sample", "peer-average")
+"""How members of the replayed ensemble learn from each other (`ensemble_replay`)."""

@@ -41,10 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from actors.coordination import CoordinatorCore
+from actors.coordination import CoordinatorCore, mix_outputs
 from actors.errors import ConfigError
 from actors.member_core import MemberCore
 from actors.weighting import row_scores
+from pipelines.bench.accuracy_streams import KNOWLEDGE
 from pipelines.config import JobConfig
 from pipelines.job import assign_partitions
 from pipelines.sources.base import StreamSource
@@ -52,7 +53,6 @@ from pipelines.sources.registry import open_source
 
 __all__ = ["KNOWLEDGE", "EnsembleRun", "replay_ensemble", "replay_single_model"]
 
-KNOWLEDGE = ("none", "shared-sample", "peer-average")
 PEER_PULL = 0.5
 
 
@@ -150,7 +150,9 @@ def replay_ensemble(
                 weights = coordinator.mixing_weights()
                 if weights.sum() <= 0:  # nothing published yet: Serve has no snapshot
                     weights = np.full(len(ids), 1.0 / len(ids))
-                scores["ensemble"].append(row_scores(task, _mix(outputs, weights), prepared.y))
+                scores["ensemble"].append(
+                    row_scores(task, mix_outputs(outputs, weights), prepared.y)
+                )
                 scores["uniform"].append(row_scores(task, outputs.mean(axis=1), prepared.y))
                 for i, other in enumerate(ids):
                     member_scores[other].append(row_scores(task, outputs[:, i], prepared.y))
@@ -221,12 +223,6 @@ def replay_single_model(config: JobConfig, expected_y: np.ndarray) -> tuple[np.n
 def _answers(members: dict[int, MemberCore], ids: list[int], x: np.ndarray) -> np.ndarray:
     """Every member's served answer on `x`: (n, members) or (n, members, classes)."""
     return np.stack([members[mid].served_outputs(x) for mid in ids], axis=1)
-
-
-def _mix(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    if outputs.ndim == 3:
-        return np.einsum("nmc,m->nc", outputs, weights)
-    return outputs @ weights
 
 
 def _publish(

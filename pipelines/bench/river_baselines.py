@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from actors.errors import ConfigError
+from pipelines.bench.accuracy_streams import RIVER_LEARNERS
 
 __all__ = ["RIVER_LEARNERS", "run_river"]
-
-RIVER_LEARNERS = ("river_arf", "river_hat", "river_logreg")
 
 
 def _require_river() -> None:
