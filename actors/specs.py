@@ -156,6 +156,9 @@ class StrategySpec:
             ones), ``head`` (train only the last `head_layers` weight layers),
             ``distill`` (penalise moving away from an anchor snapshot's outputs),
             ``reset`` (refit a fresh network on the recent rows when accuracy drops).
+        step_rows: rows per optimizer step. A batch is learned in consecutive slices of
+            this many rows, ``ceil(batch / step_rows)`` steps in one compiled call, each
+            slice scored before it is learned (`OnlineLearner._in_steps`).
         schedule: learning-rate schedule over training steps: ``constant``, ``decay``
             (inverse-time: ``lr / (1 + decay_rate * step / decay_steps)``) or ``warmup``
             (the full rate for `warmup_steps`, then ``lr * after_warmup_factor``).
@@ -173,6 +176,7 @@ class StrategySpec:
     """
 
     name: StrategyName = "finetune"
+    step_rows: int = 32
     schedule: ScheduleName = "constant"
     decay_steps: int = 1000
     decay_rate: float = 1.0
@@ -198,6 +202,7 @@ class StrategySpec:
                 f"expected one of {', '.join(SCHEDULES)}"
             )
         checks = {
+            "step_rows": self.step_rows >= 1,
             "decay_steps": self.decay_steps >= 1,
             "decay_rate": self.decay_rate >= 0,
             "warmup_steps": self.warmup_steps >= 0,

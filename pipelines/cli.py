@@ -304,7 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a member's best snapshot while it is this far below it (default 0.03)",
     )
     run.add_argument(
-        "--batch-size", type=_positive_int, help="rows per training step (default 128)"
+        "--batch-size",
+        type=_positive_int,
+        help="rows a member reads, scores and learns at a time (default 128)",
+    )
+    run.add_argument(
+        "--step-rows",
+        type=_positive_int,
+        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default 32)",
     )
     run.add_argument(
         "--policy",

@@ -6,6 +6,8 @@ one network (`build_model(ModelSpec(), 10)`: the MLP every member trains), four 
 * ``fit_per_chunk``: the usual Keras loop, ``model.fit(x, y, epochs=1, verbose=0)`` on
   each successive 100-row chunk (Adam, binary cross-entropy, the spec's learning rate).
 * ``train_on_batch``: ``model.train_on_batch`` on batches of the bench batch size.
+  This and the two below take one optimizer step per batch (``step_rows`` = batch; a
+  job's default learns a batch in 32-row steps, see `OnlineLearner._in_steps`).
 * ``bare_step``: `OnlineLearner.learn_many` on rows already in memory (no Ray, no source,
   no validation): the limit a member can approach.
 * ``member_actor``: one real `MemberActor` inside a local Ray, publishing to a real
@@ -96,13 +98,16 @@ class Measurement:
 
 
 def job_config(batch: int, rows: int, seed: int) -> JobConfig:
-    """The job settings the member runs with: `run`'s defaults, one member, this batch size.
+    """The job settings the member runs with: `run`'s defaults, one member, this batch size
+    learned in one optimizer step.
 
     Raises:
         ConfigError: on a batch size or row count the job itself would refuse, or too
             few rows to time the member after its warm-up.
     """
-    config = JobConfig.build(members=1, rows=rows, batch_size=batch, seed=seed)
+    # One optimizer step per batch (step_rows = batch), as train_on_batch takes: the
+    # bench compares the cost around a step, not how many steps a batch is learned in.
+    config = JobConfig.build(members=1, rows=rows, batch_size=batch, step_rows=batch, seed=seed)
     least = MIN_BATCHES * max(batch, CHUNK_ROWS)
     if rows < least:
         raise ConfigError(
@@ -302,7 +307,7 @@ def run_train_bench(
             "fit_per_chunk": time_fit_per_chunk(x, y, spec, seconds, seed),
             "train_on_batch": time_train_on_batch(x, y, spec, batch, seconds, seed),
         }
-        learner = OnlineLearner(x.shape[1], spec, seed=seed)
+        learner = OnlineLearner(x.shape[1], spec, seed=seed, strategy=config.strategy_spec())
         half = (len(y) // (2 * batch)) * batch
         bare_before = _timed(learner.learn_many, _chunks(x[:half], y[:half], batch))
         member, coordinator = start_member(config, niceness)

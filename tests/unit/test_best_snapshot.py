@@ -63,7 +63,7 @@ def test_a_member_whose_accuracy_dips_is_served_from_its_best_snapshot():
     y = (x @ np.arange(1, 6) > 7.5).astype(np.float32)
     y[clean : clean + burst] = rng.integers(0, 2, burst)
     config = MemberConfig(
-        model=ModelSpec(learning_rate=0.05),
+        model=ModelSpec(),
         batch_size=128,
         window=1000,
         eval_fraction=0.0,
