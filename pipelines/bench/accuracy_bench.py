@@ -19,7 +19,8 @@ and River's bundled Bananas dataset (5,300 real rows) split into four files.
 
 ``rows_per_s`` counts each learner's own work on the stream: for the ensemble its members'
 reading and learning, run one after another in this process (a job runs them in
-parallel); for River, `predict_one` and `learn_one`. The table also gives the accuracy in
+parallel), after each member's first batch (the call that traces its graph); for River,
+`predict_one` and `learn_one`. The table also gives the accuracy in
 the 5,000 rows after each switch and the rows it took to regain 95% of the pre-switch
 accuracy (trailing 1,000-row window; see `pipelines.bench.prequential`).
 """
@@ -122,17 +123,15 @@ def _run_stream(
     regression = task == "regression"
     per_row: dict[str, np.ndarray] = {"ensemble": run.ensemble, "uniform": run.uniform}
     rows_per_s: dict[str, float] = {
-        "ensemble": n / run.learn_s,
-        "best_member": n / run.learn_s,
-        "uniform": n / run.learn_s,
+        "ensemble": run.learn_rows / run.learn_s,
+        "best_member": run.learn_rows / run.learn_s,
+        "uniform": run.learn_rows / run.learn_s,
     }
     best_id, best = max(
         run.members.items(), key=lambda item: StreamScores(item[1], run.y, regression).accuracy()
     )
     per_row["best_member"] = best
-    single, single_s = replay_single_model(config, run.y)
-    per_row["single_model"] = single
-    rows_per_s["single_model"] = n / single_s
+    per_row["single_model"], rows_per_s["single_model"] = replay_single_model(config, run.y)
     for learner in river:
         per_row[learner], rows_per_s[learner] = run_river(learner, run.x, run.y, task, seed)
     scored = {key: StreamScores(scores, run.y, regression) for key, scores in per_row.items()}

@@ -68,7 +68,11 @@ class EnsembleRun:
         drift_rows: stream positions where a partition's concept switched, earliest
             first, partitions switching within one round of batches counted once.
         learn_s: seconds the members spent reading and learning (serially here; a job
-            runs them in parallel). The ensemble's answers, a measurement only, are not in it.
+            runs them in parallel), after each member's first batch. The ensemble's
+            answers, a measurement only, are not in it.
+        learn_rows: rows learned in those seconds (every row but the first batches: the
+            first call of a member's step traces its graph, a one-off that every bench
+            here leaves out of a rate, as River's clock leaves out building its learner).
         final_weights: the coordinator's mixing weights at the end.
     """
 
@@ -80,6 +84,7 @@ class EnsembleRun:
     partition_of_row: np.ndarray
     drift_rows: list[int]
     learn_s: float
+    learn_rows: int
     final_weights: dict[int, float] = field(default_factory=dict)
 
 
@@ -134,14 +139,14 @@ def replay_ensemble(
     ys: list[np.ndarray] = []
     partitions: list[np.ndarray] = []
     since_publish = dict.fromkeys(ids, 0)
-    learn_s = 0.0
+    clock = _LearnClock()
     active = list(ids)
     while active:
         for mid in list(active):
             member = members[mid]
             started = time.perf_counter()
             prepared = member.read_batch()
-            learn_s += time.perf_counter() - started
+            read_s = time.perf_counter() - started
             if prepared is None:
                 active.remove(mid)
                 continue
@@ -161,7 +166,7 @@ def replay_ensemble(
                 partitions.append(np.full(len(prepared.y), prepared.partition, np.int32))
             started = time.perf_counter()
             member.learn_batch(prepared)
-            learn_s += time.perf_counter() - started
+            clock.add(mid, read_s + time.perf_counter() - started, len(prepared.y))
             since_publish[mid] += len(prepared.y)
             if since_publish[mid] >= publish_rows or member.done:
                 since_publish[mid] = 0
@@ -177,7 +182,8 @@ def replay_ensemble(
         members={m: np.concatenate(s).astype(np.float64) for m, s in member_scores.items()},
         partition_of_row=partition_of_row,
         drift_rows=_drift_rows(source, partition_of_row, members, config),
-        learn_s=learn_s,
+        learn_s=clock.seconds,
+        learn_rows=clock.rows,
         final_weights={mid: round(float(w), 4) for mid, w in zip(ids, weights, strict=True)},
     )
 
@@ -189,7 +195,8 @@ def replay_single_model(config: JobConfig, expected_y: np.ndarray) -> tuple[np.n
 
     Returns:
         Its per-row scores (answered with its served network before learning each batch)
-        and the seconds it spent reading and learning.
+        and its rows per second reading and learning, after its first batch (as in
+        `EnsembleRun.learn_s`).
 
     Raises:
         RuntimeError: if its rows came in a different order from `expected_y` (the
@@ -201,11 +208,11 @@ def replay_single_model(config: JobConfig, expected_y: np.ndarray) -> tuple[np.n
     )
     scores: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    learn_s = 0.0
+    clock = _LearnClock()
     while True:
         started = time.perf_counter()
         prepared = member.read_batch()
-        learn_s += time.perf_counter() - started
+        read_s = time.perf_counter() - started
         if prepared is None:
             break
         if len(prepared.y):
@@ -214,10 +221,30 @@ def replay_single_model(config: JobConfig, expected_y: np.ndarray) -> tuple[np.n
             labels.append(prepared.y)
         started = time.perf_counter()
         member.learn_batch(prepared)
-        learn_s += time.perf_counter() - started
+        clock.add(0, read_s + time.perf_counter() - started, len(prepared.y))
     if not np.array_equal(np.concatenate(labels), expected_y):
         raise RuntimeError("the single model read the stream in a different order")
-    return np.concatenate(scores).astype(np.float64), learn_s
+    return np.concatenate(scores).astype(np.float64), clock.rows_per_s
+
+
+@dataclass
+class _LearnClock:
+    """Seconds and rows of reading and learning, leaving out each member's first batch."""
+
+    seconds: float = 0.0
+    rows: int = 0
+    started: set[int] = field(default_factory=set)
+
+    def add(self, member_id: int, seconds: float, rows: int) -> None:
+        if member_id not in self.started:
+            self.started.add(member_id)  # its first step: the graph is traced here
+            return
+        self.seconds += seconds
+        self.rows += rows
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("nan")
 
 
 def _answers(members: dict[int, MemberCore], ids: list[int], x: np.ndarray) -> np.ndarray:

@@ -36,8 +36,9 @@ def test_the_replay_scores_every_row_once_and_weighs_down_a_noise_partition() ->
     assert run.final_weights[3] < 0.1 < min(run.final_weights[m] for m in (0, 1, 2))
     # Scored on every row, the noise member is near chance and the others well above it.
     assert run.members[3].mean() < 0.75 < min(run.members[m].mean() for m in (0, 1, 2))
-    single, learn_s = replay_single_model(config, run.y)
-    assert len(single) == rows and learn_s > 0
+    single, single_rows_per_s = replay_single_model(config, run.y)
+    assert len(single) == rows and single_rows_per_s > 0
+    assert 0 < run.learn_rows < rows and run.learn_s > 0  # first batches are not timed
 
 
 def test_river_learners_run_test_then_train_on_the_rows_given() -> None:
