@@ -45,7 +45,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from actors.ensemble_model import EnsembleModel
+from actors.ensemble_model import EnsembleModel, Forward
 from actors.errors import RequestError
 from actors.process_info import memory_mb
 from actors.requests import (
@@ -106,6 +106,8 @@ class EnsembleServer:
         max_rows: requests with more rows (rows, not windows) get 413.
         impute_missing: answer rows with missing features, imputing each member's running
             mean, instead of refusing them with 400.
+        forward: how the graph computes (`EnsembleModel`'s ``forward``): ``auto`` by
+            default; ``tensorflow`` lets `bench serve` measure the NumPy path against it.
     """
 
     def __init__(
@@ -118,8 +120,10 @@ class EnsembleServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_rows: int = DEFAULT_MAX_ROWS,
         impute_missing: bool = False,
+        forward: Forward = "auto",
     ):
         configure_tensorflow(1)
+        self._forward: Forward = forward
         self._coordinator = coordinator
         self._features = list(features)
         self._spec = model_spec
@@ -151,7 +155,7 @@ class EnsembleServer:
         return model
 
     def _new_graph(self, members: int) -> EnsembleModel:
-        graph = EnsembleModel(self._spec, len(self._features), members)
+        graph = EnsembleModel(self._spec, len(self._features), members, forward=self._forward)
         graph.warm_up()
         return graph
 
@@ -215,7 +219,9 @@ class EnsembleServer:
 
     async def __call__(self, request: Request) -> JSONResponse:
         self._ensure_refresher()
-        path = request.url.path.rstrip("/") or "/"
+        # Routes are relative to the application's route prefix ("/" for the job's app).
+        prefix = request.scope.get("root_path", "").rstrip("/")
+        path = request.url.path.removeprefix(prefix).rstrip("/") or "/"
         routes = {
             "/predict": ("POST", self._predict),
             "/healthz": ("GET", self._healthz),

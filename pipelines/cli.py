@@ -368,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="HTTP latency and throughput: a constant Serve deployment (floor) vs the ensemble",
         description="p50/p99 latency and requests/s of a 1-row request through a trivial Serve "
-        "deployment (the floor) and the 4-member ensemble, interleaved; rows/s of 1,024-row Arrow "
-        "requests. Starts its own embedded Ray.",
+        "deployment (the floor), the 4-member ensemble, and the same ensemble with its graph "
+        "forced onto TensorFlow (instead of the NumPy pass MLP members get), interleaved; rows/s "
+        "of 1,024-row Arrow requests. Starts its own embedded Ray.",
     )
     serve_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     serve_bench.add_argument(
@@ -710,6 +711,12 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"{label:24}{result['floor_' + key]:>12.2f}{result['ensemble_' + key]:>12.2f}")
     print(
         f"ensemble adds {result['added_p50_ms']:.2f} ms at p50; p99 ratio {result['p99_ratio']:.2f}"
+    )
+    print(
+        f"the same ensemble with its graph in TensorFlow: p50 "
+        f"{result['ensemble_tensorflow_p50_ms']:.2f} ms, p99 "
+        f"{result['ensemble_tensorflow_p99_ms']:.2f} ms (adds "
+        f"{result['tensorflow_added_p50_ms']:.2f} ms at p50)"
     )
     print(f"bulk: {result['bulk_rows_per_s']:,.0f} rows/s in 1,024-row Arrow requests")
     print(f"failed requests: {result['failed_requests']}")

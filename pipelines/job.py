@@ -535,6 +535,11 @@ class Job:
         return self._coordinator
 
     @property
+    def features(self) -> list[str]:
+        """The stream's feature names, in model input order."""
+        return list(self._features)
+
+    @property
     def url(self) -> str:
         return f"http://{self.config.host}:{self.config.port}"
 

@@ -102,7 +102,9 @@ def replay_ensemble(
         config: the job's settings (source, members, model, strategy, policy, ...).
         publish_rows: rows a member learns between two publishes. A member of a job
             publishes every `publish_interval_s` (0.25 s) or `publish_every_rows`; at the
-            ~17,000 rows/s a member trains at on this machine, 0.25 s is about 4,096 rows.
+            ~17,000 rows/s a member trained at on this machine with one optimizer step per
+            batch, 0.25 s was about 4,096 rows (fewer with 32-row steps, so this is the
+            staler end of what a job serves).
         knowledge: how members learn from each other (`KNOWLEDGE`, module docstring).
 
     Raises:

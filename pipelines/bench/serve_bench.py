@@ -5,10 +5,16 @@ floor: HTTP proxy, routing, replica round trip), and (b) the 4-member ensemble a
 short training run, both answering a 1-row JSON request. Latency is measured with one
 kept-alive client in interleaved rounds; requests/s with several concurrent clients;
 bulk rows/s with 1,024-row Arrow IPC requests to the ensemble.
+
+Also, interleaved with the two: (c) a second replica of the same ensemble (same
+coordinator, same snapshots) whose graph computes in TensorFlow instead of the default
+NumPy forward pass of MLP members, so the run shows what that path saves
+(``ensemble_tensorflow_*``, ``tensorflow_added_p50_ms``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -21,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from actors.requests import ARROW_STREAM
+from actors.serve_app import build_app
 from pipelines.bench.latency import (
     Target,
     concurrent_rate,
@@ -81,24 +88,36 @@ def run_serve_bench(
             job.start()
             job.wait()  # train to the end: the bench measures serving, not training load
             serve.run(ConstantFloor.bind(), name="floor", route_prefix="/floor")  # type: ignore[attr-defined]
-            features = [f"x{i}" for i in range(10)]
+            features = job.features
+            serve.run(
+                build_app(
+                    job.coordinator,
+                    features,
+                    config.model_spec(),
+                    expected_members=members,
+                    forward="tensorflow",
+                ),
+                name="ensemble_tensorflow",
+                route_prefix="/tensorflow",
+            )
             row = json.dumps({"rows": [{name: 0.5 for name in features}]}).encode()
-            floor = Target(config.host, port, "/floor", row)
-            ensemble = Target(config.host, port, "/predict", row)
-            for target in (floor, ensemble):  # warm both paths before measuring
+            targets = {
+                "floor": Target(config.host, port, "/floor", row),
+                "ensemble": Target(config.host, port, "/predict", row),
+                "ensemble_tensorflow": Target(config.host, port, "/tensorflow/predict", row),
+            }
+            for target in targets.values():  # warm every path before measuring
                 sequential_latencies(target, 50)
-            samples: dict[str, list[np.ndarray]] = {"floor": [], "ensemble": []}
-            failures = {"floor": 0, "ensemble": 0}
+            samples: dict[str, list[np.ndarray]] = {name: [] for name in targets}
+            failures = dict.fromkeys(targets, 0)
 
-            def measure(name: str, target: Target) -> None:
-                latencies, failed = sequential_latencies(target, requests_per_round)
+            def measure(name: str) -> None:
+                latencies, failed = sequential_latencies(targets[name], requests_per_round)
                 samples[name].append(latencies)
                 failures[name] += failed
 
-            interleave(
-                rounds,
-                [lambda: measure("floor", floor), lambda: measure("ensemble", ensemble)],
-            )
+            interleave(rounds, [functools.partial(measure, name) for name in targets])
+            floor, ensemble = targets["floor"], targets["ensemble"]
             floor_rps, floor_rate_failures = concurrent_rate(floor, clients, rate_seconds)
             ensemble_rps, ensemble_rate_failures = concurrent_rate(ensemble, clients, rate_seconds)
             bulk = Target(
@@ -110,6 +129,7 @@ def run_serve_bench(
             job.shutdown()
     floor_all = np.concatenate(samples["floor"])
     ensemble_all = np.concatenate(samples["ensemble"])
+    tensorflow_all = np.concatenate(samples["ensemble_tensorflow"])
     result = {
         "members": members,
         "requests_per_target": int(floor_all.size),
@@ -117,6 +137,8 @@ def run_serve_bench(
         "floor_p99_ms": percentile_ms(floor_all, 99),
         "ensemble_p50_ms": percentile_ms(ensemble_all, 50),
         "ensemble_p99_ms": percentile_ms(ensemble_all, 99),
+        "ensemble_tensorflow_p50_ms": percentile_ms(tensorflow_all, 50),
+        "ensemble_tensorflow_p99_ms": percentile_ms(tensorflow_all, 99),
         "floor_requests_per_s": floor_rps,
         "ensemble_requests_per_s": ensemble_rps,
         "bulk_rows_per_request": 1024,
@@ -129,4 +151,7 @@ def run_serve_bench(
     }
     result["added_p50_ms"] = result["ensemble_p50_ms"] - result["floor_p50_ms"]
     result["p99_ratio"] = result["ensemble_p99_ms"] / result["floor_p99_ms"]
+    result["tensorflow_added_p50_ms"] = (
+        result["ensemble_tensorflow_p50_ms"] - result["floor_p50_ms"]
+    )
     return result
