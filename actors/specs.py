@@ -176,7 +176,7 @@ class StrategySpec:
     """
 
     name: StrategyName = "finetune"
-    step_rows: int = 32
+    step_rows: int = 16
     schedule: ScheduleName = "constant"
     decay_steps: int = 1000
     decay_rate: float = 1.0

@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--step-rows",
         type=_positive_int,
-        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default 32)",
+        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default 16)",
     )
     run.add_argument(
         "--policy",

@@ -181,7 +181,7 @@ class JobConfig(BaseModel):
         128, ge=1, le=65536, description="rows a member reads, scores and learns at a time"
     )
     step_rows: int = Field(
-        32,
+        16,
         ge=1,
         description="rows per optimizer step: a batch is learned in ceil(batch_size / "
         "step_rows) steps in one compiled call (more steps per row learn faster)",

@@ -28,7 +28,7 @@ def _switching_stream(seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _member(drift: DriftSpec, seed: int = 0, rows: int = ROWS) -> tuple[MemberCore, list[float]]:
     x, y = _switching_stream(seed)
     # One optimizer step per batch: the slowly re-adapting network a reset is for. With
-    # the default 32-row steps a network re-learns this switch in under 1,000 rows on its
+    # 32-row steps (the default is 16) a network re-learns this switch in under 1,000 rows on its
     # own and a reset gains little (`bench drift` in docs/benchmarks.md measures both).
     config = MemberConfig(
         batch_size=128,

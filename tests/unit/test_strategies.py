@@ -86,9 +86,8 @@ def test_schedules_follow_their_definition():
 
 
 def test_a_learner_steps_its_schedule():
-    learner = OnlineLearner(
-        3, seed=0, strategy=StrategySpec(schedule="warmup", warmup_steps=2, after_warmup_factor=0.1)
-    )
+    warmup = StrategySpec(schedule="warmup", warmup_steps=2, after_warmup_factor=0.1, step_rows=32)
+    learner = OnlineLearner(3, seed=0, strategy=warmup)
     x = np.random.default_rng(0).random((32, 3), dtype=np.float32)
     for _ in range(4):
         learner.learn_many(x, (x[:, 0] > 0.5).astype(np.float32))
@@ -152,7 +151,12 @@ def _switch_stream(seed: int):
 def _run(strategy: str, seed: int) -> dict:
     (x, y), (x_old, y_old) = _switch_stream(seed)
     keras.utils.set_random_seed(seed)
-    learner = OnlineLearner(10, ModelSpec(), seed=seed, strategy=StrategySpec(name=strategy))
+    # One optimizer step per 128-row batch, the setting of the table in docs/benchmarks.md.
+    # With the default 16-row steps finetune re-learns the switch about as fast as a reset
+    # (that table's note has the figures), so the reset claim is shown where it holds.
+    learner = OnlineLearner(
+        10, ModelSpec(), seed=seed, strategy=StrategySpec(name=strategy, step_rows=BATCH)
+    )
     hits, old = [], []
     for start in range(0, ROWS, BATCH):
         outcome = learner.learn_many(x[start : start + BATCH], y[start : start + BATCH])
