@@ -432,10 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
         "drift",
         help="rows the ensemble needs to regain 95%% of its accuracy after an abrupt switch, "
         "drift detection off vs on",
-        description="Two real jobs (4 members, coordinator, Serve) on the same SEA stream and "
-        "seed, switching concept half-way: one with drift detection off, one with it on. "
-        "Prints the ensemble's pre-switch accuracy, its lowest, the rows it needs to regain "
-        "95%% of it, and its accuracy over the quarter of the stream after the switch. "
+        description="Per stream (SEA and a rotating hyperplane, each switching concept "
+        "half-way), two real jobs (4 members, coordinator, Serve) on the same rows and seed: "
+        "one with drift detection off, one with it on. Prints the ensemble's pre-switch "
+        "accuracy, its lowest, the rows it needs to regain 95% of it, and its accuracy over "
+        "the quarter of the stream after the switch. "
         "Starts its own embedded Ray.",
     )
     scale_bench = benches.add_parser(
