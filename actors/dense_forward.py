@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from actors.errors import ModelError
+from actors.models import STANDARDIZE_EPSILON
 from actors.specs import ModelSpec
 
 __all__ = ["ACTIVATIONS", "DenseEnsembleForward", "supports"]
@@ -55,7 +56,7 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 _OUTPUT = {"binary": _sigmoid, "multiclass": _softmax, "regression": lambda z: z}
 
 # RunningStandardize's epsilon (its default; build_model does not change it).
-_EPSILON = np.float32(1e-6)
+_EPSILON = np.float32(STANDARDIZE_EPSILON)
 
 
 def supports(spec: ModelSpec) -> bool:
@@ -85,7 +86,6 @@ class DenseEnsembleForward:
         widths = [int(n_features), *map(int, spec.hidden), spec.output_units]
         self._layer_shapes = list(itertools.pairwise(widths))
         m = int(n_members)
-        self._count = np.zeros(m, np.float32)
         self._mean = np.zeros((m, 1, n_features), np.float32)
         self._scale = np.ones((m, 1, n_features), np.float32)
         self._kernels = [np.zeros((m, a, b), np.float32) for a, b in self._layer_shapes]
@@ -118,7 +118,6 @@ class DenseEnsembleForward:
         count, mean, m2, *layers = arrays
         # RunningStandardize.call: unit variance until two rows have been seen.
         variance = m2 / max(float(count) - 1.0, 1.0) if count > 1 else np.ones_like(m2)
-        self._count[index] = count
         self._mean[index, 0] = mean
         self._scale[index, 0] = 1.0 / np.sqrt(variance + _EPSILON)
         for layer, (kernel, bias) in enumerate(zip(layers[::2], layers[1::2], strict=True)):

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
+from actors.coordination import mix_outputs
 from actors.dense_forward import DenseEnsembleForward, supports
 from actors.errors import ModelError
 from actors.models import build_model, compiled_assign
@@ -161,8 +162,8 @@ class EnsembleModel:
             outputs = self._dense(x)  # (M, n, units)
             if self.spec.task == "multiclass":
                 per_member = outputs.transpose(1, 0, 2)  # (n, M, C)
-                return np.einsum("nmc,m->nc", per_member, mixing), per_member
-            per_member = outputs[:, :, 0].T  # (n, M)
-            return per_member @ mixing, per_member
+            else:
+                per_member = outputs[:, :, 0].T  # (n, M)
+            return mix_outputs(per_member, mixing), per_member
         mixed, per_member = self._call(x, mixing)
         return np.asarray(mixed), np.asarray(per_member)

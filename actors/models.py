@@ -24,6 +24,10 @@ from actors.specs import ModelSpec
 __all__ = ["RunningStandardize", "build_model", "compiled_assign"]
 
 
+# The standardisation's variance floor; `actors.dense_forward` computes the same layer.
+STANDARDIZE_EPSILON = 1e-6
+
+
 @keras.saving.register_keras_serializable(package="online_ensemble")
 class RunningStandardize(keras.layers.Layer):
     """Standardises inputs with a running mean and variance held as non-trainable weights.
@@ -34,7 +38,7 @@ class RunningStandardize(keras.layers.Layer):
     drifting input distribution instead of freezing on the first million rows.
     """
 
-    def __init__(self, horizon: int = 50_000, epsilon: float = 1e-6, **kwargs):
+    def __init__(self, horizon: int = 50_000, epsilon: float = STANDARDIZE_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.horizon = int(horizon)
         self.epsilon = float(epsilon)
