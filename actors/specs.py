@@ -71,7 +71,7 @@ class ModelSpec:
     """
 
     kind: ModelKind = "mlp"
-    hidden: tuple[int, ...] = field(default=(32, 32))
+    hidden: tuple[int, ...] = field(default=(64, 64))
     activation: str = "relu"
     learning_rate: float = 0.02
     normaliser_horizon: int = 50_000
@@ -176,7 +176,7 @@ class StrategySpec:
     """
 
     name: StrategyName = "finetune"
-    step_rows: int = 16
+    step_rows: int = 8
     schedule: ScheduleName = "constant"
     decay_steps: int = 1000
     decay_rate: float = 1.0

@@ -76,7 +76,7 @@ def _hidden(text: str) -> tuple[int, ...]:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated layer sizes like 32,32, got {text!r}"
+            f"expected comma-separated layer sizes like 64,64, got {text!r}"
         ) from None
     return sizes
 
@@ -243,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="no checkpoints (then no offset is committed to the source)",
     )
     run.add_argument(
-        "--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 32,32"
+        "--hidden",
+        type=_hidden,
+        metavar="SIZES",
+        help="hidden layer sizes, e.g. 64,64 (the default)",
     )
     run.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.02)")
     run.add_argument(
@@ -311,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--step-rows",
         type=_positive_int,
-        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default 16)",
+        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default 8)",
     )
     run.add_argument(
         "--policy",

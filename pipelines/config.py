@@ -157,7 +157,7 @@ class JobConfig(BaseModel):
         "layers, no pickles); its weights are where training starts",
     )
     hidden: tuple[int, ...] = Field(
-        (32, 32), description="hidden layer sizes (mlp), or dense sizes after lstm/conv1d"
+        (64, 64), description="hidden layer sizes (mlp), or dense sizes after lstm/conv1d"
     )
     learning_rate: float = Field(0.02, gt=0, description="Adam learning rate")
     strategy: Literal["finetune", "replay", "head", "distill", "reset"] = Field(
@@ -181,7 +181,7 @@ class JobConfig(BaseModel):
         128, ge=1, le=65536, description="rows a member reads, scores and learns at a time"
     )
     step_rows: int = Field(
-        16,
+        8,
         ge=1,
         description="rows per optimizer step: a batch is learned in ceil(batch_size / "
         "step_rows) steps in one compiled call (more steps per row learn faster)",

@@ -103,7 +103,7 @@ def replay_ensemble(
         publish_rows: rows a member learns between two publishes. A member of a job
             publishes every `publish_interval_s` (0.25 s) or `publish_every_rows`; at the
             ~17,000 rows/s a member trained at on this machine with one optimizer step per
-            batch, 0.25 s was about 4,096 rows (fewer with 16-row steps, so this is the
+            batch, 0.25 s was about 4,096 rows (fewer with 8-row steps, so this is the
             staler end of what a job serves).
         knowledge: how members learn from each other (`KNOWLEDGE`, module docstring).
 

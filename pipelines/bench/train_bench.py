@@ -7,7 +7,7 @@ one network (`build_model(ModelSpec(), 10)`: the MLP every member trains), four 
   each successive 100-row chunk (Adam, binary cross-entropy, the spec's learning rate).
 * ``train_on_batch``: ``model.train_on_batch`` on batches of the bench batch size.
   This and the two below take one optimizer step per batch (``step_rows`` = batch; a
-  job's default learns a batch in 16-row steps, see `OnlineLearner._in_steps`).
+  job's default learns a batch in 8-row steps, see `OnlineLearner._in_steps`).
 * ``bare_step``: `OnlineLearner.learn_many` on rows already in memory (no Ray, no source,
   no validation): the limit a member can approach.
 * ``member_actor``: one real `MemberActor` inside a local Ray, publishing to a real

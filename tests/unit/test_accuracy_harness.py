@@ -81,8 +81,8 @@ def test_knowledge_flow_experiments_change_what_members_learn() -> None:
         progress=False,
         checkpoints=False,
         # One step per batch, where members learn slowest and averaging shows most. With
-        # the default 16-row steps each member converges on its own and the two figures
-        # below are within noise (measured: 6.7% averaged against 6.5% alone).
+        # 16-row steps each member converges on its own and the two figures below are
+        # within noise (measured: 6.7% averaged against 6.5% alone).
         step_rows=128,
     )
 

@@ -27,11 +27,13 @@ def _switching_stream(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _member(drift: DriftSpec, seed: int = 0, rows: int = ROWS) -> tuple[MemberCore, list[float]]:
     x, y = _switching_stream(seed)
-    # One optimizer step per batch: the slowly re-adapting network a reset is for. With
-    # 32-row steps (the default is 16) a network re-learns this switch in under 1,000 rows on its
-    # own and a reset gains little (`bench drift` in docs/benchmarks.md measures both).
+    # One optimizer step per batch of a (32, 32) network: the slowly re-adapting member a
+    # reset is for. With the default 8-row steps of a (64, 64) network, a member re-learns
+    # this switch in about 2,000 rows on its own and a reset gains about a fifth (`bench
+    # drift` in docs/benchmarks.md measures both at the defaults).
     config = MemberConfig(
         batch_size=128,
+        model=ModelSpec(hidden=(32, 32)),
         strategy=StrategySpec(step_rows=128),
         eval_fraction=0.0,
         best_margin=None,
@@ -103,8 +105,7 @@ def test_drift_state_goes_through_the_member_checkpoint():
     core, _ = _member(spec, rows=SWITCH + 1_000)
     arrays, meta = core.state()
     x, y = _switching_stream(0)
-    config = MemberConfig(batch_size=128, eval_fraction=0.0, best_margin=None, drift=spec)
-    twin = MemberCore(0, [ArrayReader(x, y)], SCHEMA, config)
+    twin = MemberCore(0, [ArrayReader(x, y)], SCHEMA, core.config)
     twin.restore(arrays, meta)
     assert twin.stats()["drift"] == core.stats()["drift"]
     assert twin.learner.rate_multiplier == core.learner.rate_multiplier == 3.0

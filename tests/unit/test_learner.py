@@ -3,7 +3,7 @@ import pytest
 
 from actors.errors import ModelError
 from actors.learner import OnlineLearner
-from actors.specs import ModelSpec
+from actors.specs import ModelSpec, StrategySpec
 
 
 def _concept(rng, n, d=5):
@@ -13,7 +13,10 @@ def _concept(rng, n, d=5):
 
 def test_learns_a_linear_concept_test_then_train():
     rng = np.random.default_rng(0)
-    learner = OnlineLearner(5, ModelSpec(hidden=(16,)), seed=0)
+    # One step per batch, so the first batch's score is the untrained network's.
+    learner = OnlineLearner(
+        5, ModelSpec(hidden=(16,)), seed=0, strategy=StrategySpec(step_rows=128)
+    )
     accuracy = []
     for _ in range(150):
         x, y = _concept(rng, 128)
@@ -25,7 +28,6 @@ def test_learns_a_linear_concept_test_then_train():
 
 def test_reported_score_is_the_pre_update_prediction():
     """With one optimizer step per batch, the batch's score is the prediction before it."""
-    from actors.specs import StrategySpec
 
     rng = np.random.default_rng(1)
     learner = OnlineLearner(5, seed=3, strategy=StrategySpec(step_rows=200))
@@ -39,7 +41,6 @@ def test_reported_score_is_the_pre_update_prediction():
 def test_a_batch_is_learned_in_slices_of_step_rows_each_scored_before_it_is_learned():
     """One call on 200 rows with step_rows=32 is seven 32-row test-then-train steps (the
     last of 8 rows): the same scores, optimizer steps and weights as seven calls."""
-    from actors.specs import StrategySpec
 
     rng = np.random.default_rng(1)
     x, y = _concept(rng, 200)
@@ -209,7 +210,6 @@ def test_bad_model_kinds_and_tasks(bad, message):
 def test_pretraining_on_the_ensembles_answers_gives_a_new_member_a_head_start(strategy):
     """A `distill` start: fitted on recent rows labelled by the ensemble before its
     first stream row (replay included: its step takes old rows too, none here)."""
-    from actors.specs import StrategySpec
 
     rng = np.random.default_rng(1)
     x, answers = _concept(rng, 2_000)
