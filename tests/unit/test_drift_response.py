@@ -28,9 +28,9 @@ def _switching_stream(seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _member(drift: DriftSpec, seed: int = 0, rows: int = ROWS) -> tuple[MemberCore, list[float]]:
     x, y = _switching_stream(seed)
     # One optimizer step per batch of a (32, 32) network: the slowly re-adapting member a
-    # reset is for. With the default 8-row steps of a (64, 64) network, a member re-learns
-    # this switch in about 2,000 rows on its own and a reset gains about a fifth (`bench
-    # drift` in docs/benchmarks.md measures both at the defaults).
+    # reset is for. A (64, 64) network, even at one step per batch, re-learns this switch
+    # in about 2,200 rows on its own and a reset saves about a fifth of them (seed 0:
+    # 1,742 rows); `bench drift` in docs/benchmarks.md measures a job at the defaults.
     config = MemberConfig(
         batch_size=128,
         model=ModelSpec(hidden=(32, 32)),
