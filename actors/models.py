@@ -21,7 +21,7 @@ import tensorflow as tf
 from actors.errors import ModelError
 from actors.specs import ModelSpec
 
-__all__ = ["RunningStandardize", "build_model", "compiled_assign"]
+__all__ = ["STANDARDIZE_EPSILON", "RunningStandardize", "build_model", "compiled_assign"]
 
 
 # The standardisation's variance floor; `actors.dense_forward` computes the same layer.
