@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 from actors.errors import ConfigError, OnlineEnsembleError
 from pipelines.bench.accuracy_streams import KNOWLEDGE, RIVER_LEARNERS
 from pipelines.bench.accuracy_streams import STREAMS as ACCURACY_STREAMS
-from pipelines.config import DEFAULT_SOURCE, load_config
+from pipelines.config import SEQUENCE_WINDOW, JobConfig, load_config
+from pipelines.sources.synthetic import DEFAULT_ROWS
 
 __all__ = ["main"]
 
@@ -90,6 +91,19 @@ def _member_counts(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _default(field: str) -> str:
+    """`JobConfig`'s default for `field`, spelled as its flag takes it.
+
+    `run`'s help quotes these instead of literals, so it cannot drift from the config.
+    """
+    value = JobConfig.model_fields[field].default
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="online-ensemble",
@@ -108,10 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="YAML or TOML file with the same settings as the flags"
     )
     run.add_argument(
-        "--source", metavar="URI", help=f"stream to learn from (default {DEFAULT_SOURCE})"
+        "--source", metavar="URI", help=f"stream to learn from (default {_default('source')})"
     )
     run.add_argument(
-        "--members", type=_positive_int, metavar="N", help="ensemble members (default 4)"
+        "--members",
+        type=_positive_int,
+        metavar="N",
+        help=f"ensemble members (default {_default('members')})",
     )
     run.add_argument(
         "--partitions",
@@ -129,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--new-member",
         choices=["fresh", "clone-best", "distill"],
-        help="how members added by scaling start (default fresh)",
+        help=f"how members added by scaling start (default {_default('new_member')})",
     )
     run.add_argument(
         "--autoscale-lag-rows",
@@ -142,30 +159,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--autoscale-min",
         type=_positive_int,
         metavar="N",
-        help="autoscaling never goes below N members (default 1)",
+        help=f"autoscaling never goes below N members (default {_default('autoscale_min')})",
     )
     run.add_argument(
         "--rows",
         type=_positive_int,
         metavar="N",
-        help="cap on a synthetic stream's rows (default 1000000)",
+        help=f"cap on a synthetic stream's rows (default {DEFAULT_ROWS})",
     )
-    run.add_argument("--seed", type=int, help="seed of streams, weights and sampling (default 0)")
-    run.add_argument("--port", type=int, help="HTTP port of /predict (default 8000)")
     run.add_argument(
-        "--host", help="address to bind HTTP to (default 127.0.0.1; anything else exposes it)"
+        "--seed",
+        type=int,
+        help=f"seed of streams, weights and sampling (default {_default('seed')})",
+    )
+    run.add_argument("--port", type=int, help=f"HTTP port of /predict (default {_default('port')})")
+    run.add_argument(
+        "--host",
+        help=f"address to bind HTTP to (default {_default('host')}; anything else exposes it)",
     )
     run.add_argument(
         "--replicas",
         type=_positive_int,
         metavar="N",
-        help="Serve replicas answering /predict (default 1; 2+ ride out a replica's death)",
+        help=f"Serve replicas answering /predict (default {_default('replicas')}; 2+ ride out a "
+        "replica's death)",
     )
     run.add_argument(
         "--report",
         metavar="DIR",
         type=Path,
-        help="where report.json and accuracy.png go (default ./report)",
+        help=f"where report.json and accuracy.png go (default ./{_default('report')})",
     )
     run.add_argument(
         "--address",
@@ -192,13 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-batch",
         type=_positive_int,
         metavar="ROWS",
-        help="live streams: rows to gather before a training step (default 64) ...",
+        help=f"live streams: rows to gather before a training step (default "
+        f"{_default('min_batch')}) ...",
     )
     run.add_argument(
         "--max-wait-ms",
         type=_non_negative_float,
         metavar="MS",
-        help="... waiting at most this long for them (default 100)",
+        help=f"... waiting at most this long for them (default {_default('max_wait_ms')})",
     )
     run.add_argument(
         "--max-lag-rows",
@@ -210,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lag-policy",
         choices=["uniform", "newest"],
         help="how to sample past --max-lag-rows: thin uniformly or skip to the newest (default "
-        "uniform)",
+        f"{_default('lag_policy')})",
     )
     run.add_argument(
         "--checkpoint-dir",
@@ -227,13 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every-rows",
         type=_positive_int,
         metavar="ROWS",
-        help="checkpoint, then commit offsets, every ROWS rows read (default 50000) or ...",
+        help="checkpoint, then commit offsets, every ROWS rows read (default "
+        f"{_default('checkpoint_every_rows')}) or ...",
     )
     run.add_argument(
         "--checkpoint-interval-s",
         type=_positive_float,
         metavar="S",
-        help="... every S seconds (default 10)",
+        help=f"... every S seconds (default {_default('checkpoint_interval_s')})",
     )
     run.add_argument(
         "--no-checkpoints",
@@ -246,13 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--hidden",
         type=_hidden,
         metavar="SIZES",
-        help="hidden layer sizes, e.g. 64,64 (the default)",
+        help=f"hidden layer sizes, comma-separated (default {_default('hidden')})",
     )
-    run.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.02)")
+    run.add_argument(
+        "--learning-rate",
+        type=float,
+        help=f"Adam learning rate (default {_default('learning_rate')})",
+    )
     run.add_argument(
         "--task",
         choices=["binary", "multiclass", "regression"],
-        help="label kind: 0/1, a class index, or a number (default binary)",
+        help=f"label kind: 0/1, a class index, or a number (default {_default('task')})",
     )
     run.add_argument(
         "--classes", dest="n_classes", type=_positive_int, help="classes of a multiclass task"
@@ -260,13 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--model",
         choices=["mlp", "lstm", "conv1d", "custom", "file"],
-        help="member network (default mlp; lstm/conv1d read windows of consecutive rows)",
+        help=f"member network (default {_default('model')}; lstm/conv1d read windows of "
+        "consecutive rows)",
     )
     run.add_argument(
         "--input-window",
         type=_positive_int,
         metavar="ROWS",
-        help="rows per input window of lstm/conv1d (default 16)",
+        help=f"rows per input window of lstm/conv1d (default {SEQUENCE_WINDOW})",
     )
     run.add_argument(
         "--model-factory",
@@ -282,44 +312,47 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--drift-detector",
         choices=["none", "adwin", "page-hinkley", "ddm"],
-        help="drift detection on each member's errors (default none)",
+        help=f"drift detection on each member's errors (default {_default('drift_detector')})",
     )
     run.add_argument(
         "--drift-action",
         choices=["reset", "boost-lr", "spawn", "retire", "none"],
-        help="the answer to a member's drift (default reset: a fresh network; spawn: add a "
+        help=f"the answer to a member's drift (default {_default('drift_action')}; reset: a fresh "
+        "network; spawn: add a "
         "challenger member; retire: drop the member if it is at or below chance)",
     )
     run.add_argument(
         "--strategy",
         choices=["finetune", "replay", "head", "distill", "reset"],
-        help="how members update (default finetune)",
+        help=f"how members update (default {_default('strategy')})",
     )
     run.add_argument(
         "--lr-schedule",
         choices=["constant", "decay", "warmup"],
-        help="learning-rate schedule (default constant)",
+        help=f"learning-rate schedule (default {_default('lr_schedule')})",
     )
     run.add_argument(
         "--best-margin",
         type=_margin,
         metavar="MARGIN|off",
-        help="serve a member's best snapshot while it is this far below it (default 0.03)",
+        help="serve a member's best snapshot while it is this far below it (default "
+        f"{_default('best_margin')})",
     )
     run.add_argument(
         "--batch-size",
         type=_positive_int,
-        help="rows a member reads, scores and learns at a time (default 128)",
+        help=f"rows a member reads, scores and learns at a time (default {_default('batch_size')})",
     )
     run.add_argument(
         "--step-rows",
         type=_positive_int,
-        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default 8)",
+        help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default "
+        f"{_default('step_rows')})",
     )
     run.add_argument(
         "--policy",
         choices=["uniform", "accuracy", "softmax", "hedge", "awe"],
-        help="weighting policy (default accuracy)",
+        help=f"weighting policy (default {_default('policy')})",
     )
     run.add_argument(
         "--no-progress",
@@ -359,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout-s",
         type=float,
         default=600.0,
-        help="how long to wait for the step (default 600)",
+        help="how long to wait for the step (default %(default)s)",
     )
     bench = commands.add_parser(
         "bench",
@@ -377,16 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     serve_bench.add_argument(
-        "--port", type=int, default=8000, help="HTTP port to use (default 8000)"
+        "--port", type=int, default=8000, help="HTTP port to use (default %(default)s)"
     )
     serve_bench.add_argument(
-        "--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)"
+        "--rounds", type=_positive_int, default=5, help="interleaved rounds (default %(default)s)"
     )
     serve_bench.add_argument(
         "--requests",
         type=_positive_int,
         default=200,
-        help="requests per target per round (default 200)",
+        help="requests per target per round (default %(default)s)",
     )
     train_bench = benches.add_parser(
         "train",
@@ -398,13 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     train_bench.add_argument(
-        "--batch", type=_positive_int, default=256, help="rows per training step (default 256)"
+        "--batch",
+        type=_positive_int,
+        default=256,
+        help="rows per training step (default %(default)s)",
     )
     train_bench.add_argument(
         "--rows",
         type=_positive_int,
         default=1_000_000,
-        help="stream rows the bare step and the member train on (default 1000000)",
+        help="stream rows the bare step and the member train on (default %(default)s)",
     )
     ingest_bench = benches.add_parser(
         "ingest",
@@ -452,26 +488,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scale_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     scale_bench.add_argument(
-        "--rows", type=_positive_int, default=3_000_000, help="stream rows (default 3000000)"
+        "--rows", type=_positive_int, default=3_000_000, help="stream rows (default %(default)s)"
     )
-    scale_bench.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    scale_bench.add_argument(
+        "--port", type=int, default=8000, help="HTTP port (default %(default)s)"
+    )
     drift_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     drift_bench.add_argument(
-        "--rows", type=_positive_int, default=800_000, help="stream rows (default 800000)"
+        "--rows", type=_positive_int, default=800_000, help="stream rows (default %(default)s)"
     )
     drift_bench.add_argument(
         "--detector",
         choices=["adwin", "page-hinkley", "ddm"],
         default="adwin",
-        help="the detector of the run with detection on (default adwin)",
+        help="the detector of the run with detection on (default %(default)s)",
     )
     drift_bench.add_argument(
         "--action",
         choices=["reset", "boost-lr"],
         default="reset",
-        help="what members do on a drift in that run (default reset)",
+        help="what members do on a drift in that run (default %(default)s)",
     )
-    drift_bench.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    drift_bench.add_argument(
+        "--port", type=int, default=8000, help="HTTP port (default %(default)s)"
+    )
     accuracy_bench = benches.add_parser(
         "accuracy",
         help="prequential accuracy and rows/s of the default ensemble against River's "
@@ -487,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows",
         type=_positive_int,
         default=100_000,
-        help="rows per synthetic stream (default 100000)",
+        help="rows per synthetic stream (default %(default)s)",
     )
     accuracy_bench.add_argument(
         "--streams",
@@ -498,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy_bench.add_argument(
         "--plot", type=Path, metavar="DIR", help="write one accuracy-over-the-stream PNG per stream"
     )
-    accuracy_bench.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    accuracy_bench.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     accuracy_bench.add_argument(
         "--river",
         type=_river_names,

@@ -25,9 +25,11 @@ from actors.specs import (
 )
 from pipelines.sources.base import SourceSpec
 
-__all__ = ["JobConfig", "load_config"]
+__all__ = ["DEFAULT_SOURCE", "SEQUENCE_WINDOW", "JobConfig", "load_config"]
 
 DEFAULT_SOURCE = "synthetic://hyperplane"
+SEQUENCE_WINDOW = 16
+"""Rows per input window of an lstm/conv1d member when `input_window` is not set."""
 
 
 class JobConfig(BaseModel):
@@ -145,7 +147,7 @@ class JobConfig(BaseModel):
     input_window: int | None = Field(
         None,
         ge=1,
-        description="rows per input window of lstm/conv1d (default 16; 1 for mlp); "
+        description=f"rows per input window of lstm/conv1d (default {SEQUENCE_WINDOW}; 1 for mlp); "
         "a custom model with a (window, features) input sets it too",
     )
     model_factory: str | None = Field(
@@ -373,7 +375,7 @@ class JobConfig(BaseModel):
     def model_spec(self) -> ModelSpec:
         window = self.input_window
         if window is None:
-            window = 16 if self.model in ("lstm", "conv1d") else 1
+            window = SEQUENCE_WINDOW if self.model in ("lstm", "conv1d") else 1
         return ModelSpec(
             kind=self.model,
             hidden=self.hidden,

@@ -1,14 +1,16 @@
 """Config validation and the CLI's bad-input paths (none of these start Ray)."""
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from actors.errors import ConfigError
-from pipelines.cli import main
-from pipelines.config import JobConfig, load_config
+from pipelines.cli import build_parser, main
+from pipelines.config import SEQUENCE_WINDOW, JobConfig, load_config
 from pipelines.job import assign_partitions
+from pipelines.sources.synthetic import DEFAULT_ROWS
 
 
 def test_defaults_are_loopback_and_four_members():
@@ -148,3 +150,40 @@ def test_drift_settings_reach_the_member_config_and_bad_ones_are_one_line(tmp_pa
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "adwin needs 0 < delta < 1" in err and len(err.splitlines()) == 1, err
+
+
+def _run_parser():
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    return commands.choices["run"]
+
+
+def _as_flag_text(value):
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def test_run_help_states_the_config_defaults():
+    """Every "(default X)" in `run --help` is JobConfig's default for that flag's setting
+    (or, for settings whose config default is None, the value the job then uses)."""
+    resolved = {
+        "rows": DEFAULT_ROWS,
+        "input_window": SEQUENCE_WINDOW,
+        "dead_letter": "REPORT/dead_letter.jsonl",  # JobConfig.dead_letter_path
+        "checkpoint_dir": "REPORT/checkpoints",  # JobConfig.checkpoint_root
+    }
+    checked = []
+    for action in _run_parser()._actions:
+        quoted = re.search(r"\(default ([^;)\s]+)", action.help or "")
+        if quoted is None:
+            continue  # no default, or one said in words ("default: members")
+        field = JobConfig.model_fields[action.dest]
+        expected = field.default if field.default is not None else resolved[action.dest]
+        shown = quoted.group(1).removeprefix("./")
+        assert shown == _as_flag_text(expected), (action.dest, action.help)
+        checked.append(action.dest)
+    # The flags a user tunes most must be among those checked, so the regex cannot rot.
+    assert {"members", "hidden", "step_rows", "batch_size", "learning_rate"} <= set(checked)
+    assert len(checked) >= 25
