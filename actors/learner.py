@@ -13,7 +13,9 @@ a train call.
 Update strategies (`StrategySpec.name`) change what one step trains on:
 
 ``finetune``  the new rows; the learning rate follows the schedule
-``replay``    the new rows plus ``replay_ratio`` times as many from a reservoir of the past
+``replay``    the new rows plus ``replay_ratio`` times as many old ones: by default from
+              the newest ``replay_size`` rows (`RecentRows`), or from a reservoir
+              sample of the whole past (`ReplayReservoir`)
 ``head``      the new rows, but only the last ``head_layers`` weight layers move
 ``distill``   the new rows, plus a penalty for moving the outputs away from an anchor
               snapshot's on the same rows (learning without forgetting, Li & Hoiem 2016)
@@ -37,7 +39,7 @@ import tensorflow as tf
 from actors.errors import CheckpointError, ModelError
 from actors.models import RunningStandardize, build_model
 from actors.specs import ModelSpec, StrategySpec
-from actors.strategies import ReplayReservoir, ResetMonitor, learning_rate_schedule
+from actors.strategies import ReplayMemory, ResetMonitor, learning_rate_schedule, replay_memory
 
 __all__ = ["BatchOutcome", "OnlineLearner"]
 
@@ -67,7 +69,7 @@ class OnlineLearner:
     Args:
         n_features: features per row.
         spec: architecture, task and optimiser settings.
-        seed: seeds weight initialisation (and the replay reservoir).
+        seed: seeds weight initialisation (and the replay memory's sampling).
         strategy: how the network is updated (default: ``finetune``, constant rate).
 
     Example:
@@ -111,7 +113,7 @@ class OnlineLearner:
         self._loss = _task_loss(self.spec)
         self._resets = 0
         self._rows = 0
-        self._reservoir: ReplayReservoir | None = None
+        self._replay: ReplayMemory | None = None
         self._monitor: ResetMonitor | None = None
         self._anchor: keras.Model | None = None
         self._anchor_rows = 0
@@ -121,7 +123,7 @@ class OnlineLearner:
         name = self.strategy.name
         step: Callable[..., Any]
         if name == "replay":
-            self._reservoir = ReplayReservoir(self.strategy.replay_size, self.input_shape, seed)
+            self._replay = replay_memory(self.strategy, self.input_shape, seed)
             step, signature = self._replay_step, [x_spec, y_spec] * 2
         elif name == "distill":
             self._anchor = build_model(self.spec, self.n_features, name="anchor")
@@ -247,10 +249,10 @@ class OnlineLearner:
             raise ModelError(f"got {x.shape[0]} rows but {y.shape[0]} labels")
         if x.shape[0] == 0:
             return BatchOutcome(rows=0, correct=0, loss=float("nan"))
-        if self._reservoir is not None:
-            old_x, old_y = self._reservoir.sample(round(self.strategy.replay_ratio * x.shape[0]))
+        if self._replay is not None:
+            old_x, old_y = self._replay.sample(round(self.strategy.replay_ratio * x.shape[0]))
             scores_t, loss = self._step(x, y, old_x, old_y)
-            self._reservoir.add(x, y)
+            self._replay.add(x, y)
         else:
             scores_t, loss = self._step(x, y)
         scores = np.asarray(scores_t)
@@ -302,7 +304,7 @@ class OnlineLearner:
         # A replay step also takes old rows; a fit on one window has none to mix in.
         none_old = (
             (np.empty((0, *self.input_shape), np.float32), np.empty((0,), np.float32))
-            if self._reservoir is not None
+            if self._replay is not None
             else ()
         )
         for _ in range(self.strategy.reset_epochs):
@@ -351,18 +353,18 @@ class OnlineLearner:
         return (outputs > 0.5).astype(np.int64)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Everything a restart needs as plain arrays: weights, optimizer, reservoir.
+        """Everything a restart needs as plain arrays: weights, optimizer, replay memory.
 
         Keys: ``weight/I`` (network, normaliser included), ``optimizer/I`` (Adam's step
         count, moments and rate), ``reservoir/x|y|seen`` for ``replay``, and the counters.
         The distill anchor and the reset monitor's block restart empty after a restore,
-        and the reservoir's sampling generator is reseeded (its held rows are kept).
+        and the replay memory's sampling generator is reseeded (its held rows are kept).
         """
         arrays = {f"weight/{i}": w for i, w in enumerate(self.model.get_weights())}
         for i, variable in enumerate(self._optimizer.variables):
             arrays[f"optimizer/{i}"] = np.asarray(variable.numpy())
-        if self._reservoir is not None:
-            arrays.update(self._reservoir.state())
+        if self._replay is not None:
+            arrays.update(self._replay.state())
         arrays["learner/counters"] = np.array([self._resets, self._rows], np.int64)
         return arrays
 
@@ -383,8 +385,8 @@ class OnlineLearner:
                 f"checkpoint does not fit this member's network ({exc}); was it written "
                 "by a job with another model, task or strategy?"
             ) from exc
-        if self._reservoir is not None and "reservoir/seen" in arrays:
-            self._reservoir.load_state(arrays)
+        if self._replay is not None and "reservoir/seen" in arrays:
+            self._replay.load_state(arrays)
         resets, rows = (int(v) for v in arrays["learner/counters"])
         self._resets, self._rows = resets, rows
         self._anchor_rows = rows  # the anchor restarts: its first refresh is anchor_rows away

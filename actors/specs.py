@@ -15,6 +15,7 @@ from actors.errors import ConfigError, ModelError
 __all__ = [
     "LAG_POLICIES",
     "MODEL_KINDS",
+    "REPLAY_BUFFERS",
     "SCHEDULES",
     "STRATEGIES",
     "TASKS",
@@ -29,11 +30,13 @@ TaskKind = Literal["binary", "multiclass", "regression"]
 ModelKind = Literal["mlp", "lstm", "conv1d", "custom", "file"]
 StrategyName = Literal["finetune", "replay", "head", "distill", "reset"]
 ScheduleName = Literal["constant", "decay", "warmup"]
+ReplayBuffer = Literal["recent", "reservoir"]
 LagPolicy = Literal["uniform", "newest"]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 MODEL_KINDS: tuple[str, ...] = ("mlp", "lstm", "conv1d", "custom", "file")
 STRATEGIES: tuple[str, ...] = ("finetune", "replay", "head", "distill", "reset")
+REPLAY_BUFFERS: tuple[str, ...] = ("recent", "reservoir")
 SCHEDULES: tuple[str, ...] = ("constant", "decay", "warmup")
 LAG_POLICIES: tuple[str, ...] = ("uniform", "newest")
 
@@ -152,9 +155,10 @@ class StrategySpec:
     """How a member updates its network as rows arrive (see `actors.strategies`).
 
     Args:
-        name: ``finetune`` (new rows only), ``replay`` (new rows plus a reservoir of old
-            ones), ``head`` (train only the last `head_layers` weight layers),
-            ``distill`` (penalise moving away from an anchor snapshot's outputs),
+        name: ``finetune`` (new rows only; the default here, while a job's default is
+            ``replay``, `JobConfig.strategy`), ``replay`` (new rows plus old ones from a
+            replay memory, `replay_buffer`), ``head`` (train only the last `head_layers`
+            weight layers), ``distill`` (penalise moving away from an anchor snapshot's outputs),
             ``reset`` (refit a fresh network on the recent rows when accuracy drops).
         step_rows: rows per optimizer step. A batch is learned in consecutive slices of
             this many rows, ``ceil(batch / step_rows)`` steps in one compiled call, each
@@ -164,7 +168,12 @@ class StrategySpec:
             (the full rate for `warmup_steps`, then ``lr * after_warmup_factor``).
         decay_steps, decay_rate: the ``decay`` schedule.
         warmup_steps, after_warmup_factor: the ``warmup`` schedule.
-        replay_size: rows the replay reservoir holds (a uniform sample of the past).
+        replay_buffer: where ``replay``'s old rows come from: ``recent``, the newest
+            `replay_size` rows (more passes over a sliding window: more steps per row,
+            and it follows drift), or ``reservoir``, a uniform sample of the whole past
+            (keeps fitting old concepts: forgets less, but replays labels a concept
+            change made wrong).
+        replay_size: rows the replay memory holds.
         replay_ratio: replayed rows per new row in each step.
         head_layers: trainable weight layers, counted from the output, for ``head``.
         distill_weight: weight of the distillation penalty against the task loss.
@@ -182,8 +191,11 @@ class StrategySpec:
     decay_rate: float = 1.0
     warmup_steps: int = 2000
     after_warmup_factor: float = 0.2
-    replay_size: int = 4096
-    replay_ratio: float = 1.0
+    # Chosen by `bench accuracy` (docs/benchmarks.md, "Recent-row replay"): the newest 512
+    # rows, three replayed per new row.
+    replay_buffer: ReplayBuffer = "recent"
+    replay_size: int = 512
+    replay_ratio: float = 3.0
     head_layers: int = 1
     distill_weight: float = 1.0
     anchor_rows: int = 20_000
@@ -195,6 +207,11 @@ class StrategySpec:
         if self.name not in STRATEGIES:
             raise ConfigError(
                 f"unknown update strategy {self.name!r}; expected one of {', '.join(STRATEGIES)}"
+            )
+        if self.replay_buffer not in REPLAY_BUFFERS:
+            raise ConfigError(
+                f"unknown replay buffer {self.replay_buffer!r}; "
+                f"expected one of {', '.join(REPLAY_BUFFERS)}"
             )
         if self.schedule not in SCHEDULES:
             raise ConfigError(

@@ -1,5 +1,6 @@
-"""Update strategies' plain parts: the learning-rate schedule, the replay reservoir, and
-the reset trigger. The compiled steps that use them live in `actors.learner`.
+"""Update strategies' plain parts: the learning-rate schedule, the replay memories (a
+window of the newest rows, or a reservoir sample of the whole past), and the reset
+trigger. The compiled steps that use them live in `actors.learner`.
 
 Pure NumPy and Keras schedules; each piece is small enough to test on its own.
 """
@@ -11,7 +12,14 @@ import numpy as np
 
 from actors.specs import StrategySpec
 
-__all__ = ["ReplayReservoir", "ResetMonitor", "learning_rate_schedule"]
+__all__ = [
+    "RecentRows",
+    "ReplayMemory",
+    "ReplayReservoir",
+    "ResetMonitor",
+    "learning_rate_schedule",
+    "replay_memory",
+]
 
 
 def learning_rate_schedule(
@@ -93,6 +101,75 @@ class ReplayReservoir:
             return self._x[:0], self._y[:0]
         pick = self._rng.integers(0, held, size=rows)
         return self._x[pick], self._y[pick]
+
+
+class RecentRows:
+    """The newest `capacity` rows offered (a ring buffer), sampled uniformly.
+
+    Replaying from it is a few more passes over a sliding window: each row is learned
+    once when it arrives and about ``replay_ratio`` more times while it is among the
+    newest `capacity`. On a drifting stream that is what a small member needs, more
+    steps per row, without the reservoir's cost: a reservoir keeps rows of a concept
+    that has gone, and replays their old labels for as long as they hold their slots.
+
+    Same interface and checkpoint arrays as `ReplayReservoir` (rows oldest first).
+
+    Args:
+        capacity: rows held.
+        seed: seeds the sampling.
+    """
+
+    def __init__(self, capacity: int, input_shape: tuple[int, ...], seed: int = 0):
+        self.capacity = int(capacity)
+        self._x = np.zeros((self.capacity, *input_shape), np.float32)
+        self._y = np.zeros((self.capacity,), np.float32)
+        self.seen = 0
+        self._held = 0  # slots 0.._held-1 are filled
+        self._next = 0  # the slot the next row goes to (the oldest once full)
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self._held
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The held rows, oldest first, and the count seen (checkpoint arrays)."""
+        order = (self._next - self._held + np.arange(self._held)) % self.capacity
+        return {
+            "reservoir/x": self._x[order],
+            "reservoir/y": self._y[order],
+            "reservoir/seen": np.array(self.seen, np.int64),
+        }
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore `state` output (the newest `capacity` rows of it are kept)."""
+        self._held = self._next = 0
+        self.add(arrays["reservoir/x"], arrays["reservoir/y"])
+        self.seen = max(int(arrays["reservoir/seen"]), self._held)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        n = int(y.shape[0])
+        kept = min(n, self.capacity)  # of more rows than it holds, the newest stay
+        slots = (self._next + np.arange(kept)) % self.capacity
+        self._x[slots] = x[n - kept :]
+        self._y[slots] = y[n - kept :]
+        self._next = (self._next + kept) % self.capacity
+        self._held = min(self.capacity, self._held + kept)
+        self.seen += n
+
+    def sample(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._held == 0 or rows <= 0:
+            return self._x[:0], self._y[:0]
+        pick = self._rng.integers(0, self._held, size=rows)
+        return self._x[pick], self._y[pick]
+
+
+ReplayMemory = RecentRows | ReplayReservoir
+
+
+def replay_memory(strategy: StrategySpec, input_shape: tuple[int, ...], seed: int) -> ReplayMemory:
+    """The memory a ``replay`` step samples its old rows from (`StrategySpec.replay_buffer`)."""
+    kind = RecentRows if strategy.replay_buffer == "recent" else ReplayReservoir
+    return kind(strategy.replay_size, input_shape, seed)
 
 
 class ResetMonitor:

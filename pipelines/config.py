@@ -163,15 +163,17 @@ class JobConfig(BaseModel):
     )
     learning_rate: float = Field(0.02, gt=0, description="Adam learning rate")
     strategy: Literal["finetune", "replay", "head", "distill", "reset"] = Field(
-        "finetune", description="how members update (see actors/learner.py)"
+        "replay",
+        description="how members update (see actors/learner.py); replay's defaults: the "
+        "newest 512 rows, 3 replayed per new row",
     )
     lr_schedule: Literal["constant", "decay", "warmup"] = Field(
         "constant", description="learning-rate schedule over training steps"
     )
-    strategy_options: dict[str, float] = Field(
+    strategy_options: dict[str, float | str] = Field(
         default_factory=dict,
-        description="the strategy's own settings, e.g. {replay_size: 8192, replay_ratio: 0.5} "
-        "(see actors/specs.py StrategySpec)",
+        description="the strategy's own settings, e.g. {replay_buffer: reservoir, "
+        "replay_size: 4096, replay_ratio: 1} (see actors/specs.py StrategySpec)",
     )
     best_margin: float | None = Field(
         0.03,
@@ -395,12 +397,8 @@ class JobConfig(BaseModel):
                 f"unknown strategy option(s) {', '.join(unknown)}; "
                 f"expected some of {', '.join(sorted(known))}"
             )
-        options: dict[str, Any] = {
-            name: (
-                int(value)
-                if isinstance(StrategySpec.__dataclass_fields__[name].default, int)
-                else float(value)
-            )
+        options = {
+            name: _option_value(name, value, StrategySpec.__dataclass_fields__[name].default)
             for name, value in self.strategy_options.items()
         }
         return StrategySpec(
@@ -468,3 +466,14 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         values.update({str(k).replace("-", "_"): v for k, v in loaded.items()})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return JobConfig.build(**values)
+
+
+def _option_value(name: str, value: float | str, default: Any) -> Any:
+    """A strategy option as its `StrategySpec` field's type (the default's)."""
+    try:
+        if isinstance(default, str):
+            return str(value)
+        return int(value) if isinstance(default, int) else float(value)
+    except ValueError:
+        kind = "a word" if isinstance(default, str) else "a number"
+        raise ConfigError(f"strategy option {name} must be {kind}, got {value!r}") from None

@@ -7,7 +7,8 @@ one network (`build_model(ModelSpec(), 10)`: the MLP every member trains), four 
   each successive 100-row chunk (Adam, binary cross-entropy, the spec's learning rate).
 * ``train_on_batch``: ``model.train_on_batch`` on batches of the bench batch size.
   This and the two below take one optimizer step per batch (``step_rows`` = batch; a
-  job's default learns a batch in 8-row steps, see `OnlineLearner._in_steps`).
+  job's default learns a batch in 8-row steps, see `OnlineLearner._in_steps`) on the
+  batch's rows alone (``finetune``; a job's default ``replay`` adds old rows to each step).
 * ``bare_step``: `OnlineLearner.learn_many` on rows already in memory (no Ray, no source,
   no validation): the limit a member can approach.
 * ``member_actor``: one real `MemberActor` inside a local Ray, publishing to a real
@@ -105,9 +106,17 @@ def job_config(batch: int, rows: int, seed: int) -> JobConfig:
         ConfigError: on a batch size or row count the job itself would refuse, or too
             few rows to time the member after its warm-up.
     """
-    # One optimizer step per batch (step_rows = batch), as train_on_batch takes: the
-    # bench compares the cost around a step, not how many steps a batch is learned in.
-    config = JobConfig.build(members=1, rows=rows, batch_size=batch, step_rows=batch, seed=seed)
+    # One optimizer step per batch (step_rows = batch) on the batch's rows alone
+    # (finetune: no replayed rows), as train_on_batch takes: the bench compares the cost
+    # around a step, not how many steps, or how many rows per step, a batch is learned in.
+    config = JobConfig.build(
+        members=1,
+        rows=rows,
+        batch_size=batch,
+        step_rows=batch,
+        strategy="finetune",
+        seed=seed,
+    )
     least = MIN_BATCHES * max(batch, CHUNK_ROWS)
     if rows < least:
         raise ConfigError(

@@ -97,7 +97,8 @@ def test_console_script_reports_without_traceback():
 def test_model_task_and_strategy_settings_reach_the_member_config(tmp_path):
     (tmp_path / "job.yaml").write_text(
         "task: multiclass\nn_classes: 4\nmodel: conv1d\nstrategy: replay\n"
-        "lr_schedule: decay\nstrategy_options: {replay_size: 1000, replay_ratio: 0.5}\n"
+        "lr_schedule: decay\n"
+        "strategy_options: {replay_buffer: reservoir, replay_size: 1000, replay_ratio: 0.5}\n"
     )
     config = load_config(tmp_path / "job.yaml", {"best_margin": 0.0})
     member = config.member_config()
@@ -108,8 +109,13 @@ def test_model_task_and_strategy_settings_reach_the_member_config(tmp_path):
     )
     assert member.model.window == 16  # the sequence default
     assert (member.strategy.name, member.strategy.schedule) == ("replay", "decay")
-    assert (member.strategy.replay_size, member.strategy.replay_ratio) == (1000, 0.5)
-    assert isinstance(member.strategy.replay_size, int)
+    strategy = member.strategy
+    assert (strategy.replay_buffer, strategy.replay_size, strategy.replay_ratio) == (
+        "reservoir",
+        1000,
+        0.5,
+    )
+    assert isinstance(strategy.replay_size, int)
     assert member.best_margin is None  # 0 (the CLI's "off") turns it off
     assert JobConfig().member_config().best_margin == 0.03
 
@@ -117,6 +123,20 @@ def test_model_task_and_strategy_settings_reach_the_member_config(tmp_path):
 def test_unknown_strategy_options_name_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown strategy option.*replay_size"):
         JobConfig.build(strategy_options={"replay_sise": 10})
+
+
+def test_the_job_replays_recent_rows_by_default_and_bad_options_are_one_line():
+    strategy = JobConfig().strategy_spec()
+    assert (strategy.name, strategy.replay_buffer, strategy.replay_size) == (
+        "replay",
+        "recent",
+        512,
+    )
+    assert strategy.replay_ratio == 3.0
+    with pytest.raises(ConfigError, match="strategy option replay_size must be a number"):
+        JobConfig.build(strategy_options={"replay_size": "lots"})
+    with pytest.raises(ConfigError, match="unknown replay buffer 'ring'; expected one of"):
+        JobConfig.build(strategy_options={"replay_buffer": "ring"})
 
 
 def test_resume_needs_a_folder_with_member_checkpoints(tmp_path):

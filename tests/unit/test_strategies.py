@@ -18,7 +18,13 @@ import pytest
 from actors.errors import ConfigError
 from actors.learner import OnlineLearner
 from actors.specs import ModelSpec, StrategySpec
-from actors.strategies import ReplayReservoir, ResetMonitor, learning_rate_schedule
+from actors.strategies import (
+    RecentRows,
+    ReplayReservoir,
+    ResetMonitor,
+    learning_rate_schedule,
+    replay_memory,
+)
 from pipelines.sources.base import SourceSpec
 from pipelines.sources.synthetic import open_synthetic_source
 
@@ -49,6 +55,53 @@ def test_reservoir_fills_before_replacing_and_samples_nothing_when_empty():
     reservoir.add(np.ones((4, 2), np.float32), np.arange(4, dtype=np.float32))
     assert len(reservoir) == 4
     assert set(reservoir.sample(50)[1].tolist()) == {0.0, 1.0, 2.0, 3.0}
+
+
+def test_recent_rows_hold_the_newest_rows_across_the_wrap():
+    memory = RecentRows(100, (1,), seed=0)
+    assert memory.sample(5)[1].shape == (0,)
+    for start in range(0, 1030, 30):  # 30-row batches: the writes wrap around unaligned
+        rows = np.arange(start, start + 30, dtype=np.float32)
+        memory.add(rows[:, None], rows)
+    assert len(memory) == 100 and memory.seen == 1050
+    assert sorted(memory._y.tolist()) == list(range(950, 1050))
+    x, y = memory.sample(500)
+    assert np.array_equal(x[:, 0], y) and set(y.tolist()) <= set(range(950, 1050))
+    assert len(set(y.tolist())) > 90  # uniform over what it holds, not the newest few
+
+
+def test_recent_rows_keep_the_newest_of_a_batch_larger_than_they_hold():
+    memory = RecentRows(10, (1,), seed=0)
+    memory.add(np.zeros((3, 1), np.float32), np.zeros(3, np.float32))
+    assert set(memory.sample(50)[1].tolist()) == {0.0}  # only filled slots are sampled
+    rows = np.arange(100, 125, dtype=np.float32)
+    memory.add(rows[:, None], rows)
+    assert sorted(memory._y.tolist()) == list(range(115, 125)) and memory.seen == 28
+
+
+def test_recent_rows_checkpoint_oldest_first_and_restore_in_order():
+    memory = RecentRows(8, (1,), seed=0)
+    rows = np.arange(13, dtype=np.float32)
+    memory.add(rows[:, None], rows)
+    state = memory.state()
+    assert (
+        state["reservoir/y"].tolist() == list(range(5, 13)) and int(state["reservoir/seen"]) == 13
+    )
+    restored = RecentRows(4, (1,), seed=1)  # a smaller memory keeps the newest
+    restored.load_state(state)
+    assert restored.state()["reservoir/y"].tolist() == [9, 10, 11, 12] and restored.seen == 13
+    more = np.array([13, 14], np.float32)
+    restored.add(more[:, None], more)  # the oldest two go first
+    assert restored.state()["reservoir/y"].tolist() == [11, 12, 13, 14]
+
+
+def test_the_replay_buffer_setting_picks_the_memory():
+    recent = replay_memory(StrategySpec(name="replay"), (3,), seed=0)
+    reservoir = replay_memory(StrategySpec(name="replay", replay_buffer="reservoir"), (3,), 0)
+    assert isinstance(recent, RecentRows) and recent.capacity == StrategySpec().replay_size
+    assert isinstance(reservoir, ReplayReservoir)
+    with pytest.raises(ConfigError, match="unknown replay buffer 'ring'"):
+        StrategySpec(replay_buffer="ring")  # type: ignore[arg-type]
 
 
 def test_reset_monitor_triggers_on_a_fall_and_hands_over_the_block():
@@ -148,7 +201,12 @@ def _switch_stream(seed: int):
     return rows(0, ROWS), rows(1, 5000, offset=ROWS - 5000)
 
 
-def _run(strategy: str, seed: int) -> dict:
+# The replay this test is about: a reservoir sample of the whole past, which keeps the
+# old concept in every step (the job's default `recent` memory forgets it by design).
+RESERVOIR_REPLAY = {"replay_buffer": "reservoir", "replay_size": 4096, "replay_ratio": 1.0}
+
+
+def _run(strategy: str, seed: int, options: dict | None = None) -> dict:
     (x, y), (x_old, y_old) = _switch_stream(seed)
     keras.utils.set_random_seed(seed)
     # One optimizer step per 128-row batch of a (32, 32) network, the setting of the table
@@ -159,7 +217,7 @@ def _run(strategy: str, seed: int) -> dict:
         10,
         ModelSpec(hidden=(32, 32)),
         seed=seed,
-        strategy=StrategySpec(name=strategy, step_rows=BATCH),
+        strategy=StrategySpec(name=strategy, step_rows=BATCH, **(options or {})),
     )
     hits, old = [], []
     for start in range(0, ROWS, BATCH):
@@ -176,6 +234,7 @@ def _run(strategy: str, seed: int) -> dict:
         "before": float(before),
         "old_concept": float(np.mean(old)),
         "regain_rows": int(np.argmax(back)) + 500 if back.any() else ROWS,
+        "accuracy": float(scores.mean()),
         "resets": learner.resets,
     }
 
@@ -183,7 +242,10 @@ def _run(strategy: str, seed: int) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_replay_and_distill_forget_less_and_reset_adapts_fastest(seed):
-    results = {name: _run(name, seed) for name in ("finetune", "replay", "distill", "reset")}
+    results = {
+        name: _run(name, seed, RESERVOIR_REPLAY if name == "replay" else None)
+        for name in ("finetune", "replay", "distill", "reset")
+    }
     for name, result in results.items():  # shown with `pytest -s`; docs/benchmarks.md
         print(f"seed {seed} {name:9} " + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
     for name, result in results.items():
@@ -194,3 +256,22 @@ def test_replay_and_distill_forget_less_and_reset_adapts_fastest(seed):
     regain = {name: r["regain_rows"] for name, r in results.items()}
     assert regain["reset"] < min(regain["finetune"], regain["replay"], regain["distill"]), results
     assert results["reset"]["resets"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recent_replay_follows_the_switch_like_finetune_not_like_the_reservoir(seed):
+    """The job's default replay memory (the newest rows) is a drift follower: it re-learns
+    a switch at least as fast as fine-tuning and is at least as accurate over the stream,
+    where a reservoir of the past holds the old concept back."""
+    results = {
+        "finetune": _run("finetune", seed),
+        "recent": _run("replay", seed),  # StrategySpec's replay defaults: recent rows
+        "reservoir": _run("replay", seed, RESERVOIR_REPLAY),
+    }
+    for name, result in results.items():  # shown with `pytest -s`; docs/benchmarks.md
+        print(f"seed {seed} {name:9} " + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
+    regain = {name: r["regain_rows"] for name, r in results.items()}
+    accuracy = {name: r["accuracy"] for name, r in results.items()}
+    assert regain["recent"] <= regain["finetune"] < regain["reservoir"], results
+    assert accuracy["recent"] >= accuracy["finetune"] > accuracy["reservoir"], results
