@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
+from actors.compiled import FixedSignatureFunction
 from actors.coordination import mix_outputs
 from actors.dense_forward import DenseEnsembleForward, supports
 from actors.errors import ModelError
@@ -77,9 +78,9 @@ class EnsembleModel:
             build_model(spec, self.n_features, name=f"m{i}") for i in range(self.n_members)
         ]
         self._assigners: dict[int, Any] = {}
-        self._call = tf.function(
+        self._call = FixedSignatureFunction(
             self._mix,
-            input_signature=[
+            [
                 tf.TensorSpec([None, *self.input_shape], tf.float32),
                 tf.TensorSpec([self.n_members], tf.float32),
             ],

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from actors.compiled import FixedSignatureFunction
 from actors.errors import CheckpointError, ModelError
 from actors.models import RunningStandardize, build_model
 from actors.specs import ModelSpec, StrategySpec
@@ -133,7 +134,7 @@ class OnlineLearner:
             step, signature = self._distill_step, [x_spec, y_spec]
         else:
             step, signature = self._plain_step, [x_spec, y_spec]
-        self._step = tf.function(self._in_steps(step), input_signature=signature)
+        self._step = FixedSignatureFunction(self._in_steps(step), signature)
         if name == "reset":
             self._monitor = ResetMonitor(
                 self.strategy.reset_window,
@@ -141,7 +142,7 @@ class OnlineLearner:
                 self.regression,
                 self.input_shape,
             )
-        self._predict = tf.function(self._forward, input_signature=[x_spec])
+        self._predict = FixedSignatureFunction(self._forward, [x_spec])
 
     def _trainable(self, model: keras.Model) -> list:
         if self.strategy.name != "head":

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from actors.best_snapshot import BestSnapshotGuard
+from actors.compiled import FixedSignatureFunction
 from actors.drift_response import DriftResponder
 from actors.errors import CheckpointError
 from actors.intake import Intake, PartitionIntake
@@ -110,11 +111,9 @@ class MemberCore:
             self.guard = BestSnapshotGuard(config.best_margin, config.window, self.regression)
             self._best_model = build_model(spec, schema.n_features, name="best")
             self._assign_best = compiled_assign(self._best_model.weights)
-            self._best_forward = tf.function(
+            self._best_forward = FixedSignatureFunction(
                 lambda x: self._best_model(x, training=False),
-                input_signature=[
-                    tf.TensorSpec([None, *spec.input_shape(schema.n_features)], tf.float32)
-                ],
+                [tf.TensorSpec([None, *spec.input_shape(schema.n_features)], tf.float32)],
             )
             # Trace both graphs now: a first call costs ~0.3 s, which would stall
             # training at the first snapshot instead of at start-up.

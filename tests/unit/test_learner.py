@@ -66,7 +66,7 @@ def test_same_seed_same_result_and_no_retracing():
         assert a.learn_many(x, y) == b.learn_many(x, y)
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
-    assert a._step.experimental_get_tracing_count() == 1
+    assert a._step.tracing_count() == 1
 
 
 def test_input_is_not_mutated_and_snapshot_round_trips():

@@ -90,6 +90,33 @@ def test_large_integers_do_not_fail_the_batch():
     assert validated.x[0, 0] == np.float32(2**25)
 
 
+def test_mixed_integer_and_float_columns_match_a_column_by_column_cast():
+    # The clean-batch path converts the whole batch in one Arrow call (upcasting mixed
+    # types); its float32 values must be what a per-column cast gives.
+    columns = {
+        "a": pa.array([3, -7, 2**20], pa.int32()),
+        "b": pa.array([0.1, 1e-3, 2.5], pa.float64()),
+        "label": pa.array([1, 0, 1], pa.uint8()),
+    }
+    validated = validate(columns)
+    assert validated.rows == 3 and validated.x.dtype == np.float32
+    expected = np.stack(
+        [np.asarray(columns[c].to_numpy(), dtype=np.float32) for c in ("a", "b")], axis=1
+    )
+    np.testing.assert_array_equal(validated.x, expected)
+    np.testing.assert_array_equal(validated.y, [1, 0, 1])
+
+
+def test_a_null_in_an_integer_column_is_dead_lettered_as_null():
+    validated = validate(
+        {"a": pa.array([1, None, 3], pa.int64()), "b": [0.0, 1.0, 2.0], "label": [1, 0, 1]}
+    )
+    np.testing.assert_array_equal(validated.offsets, [100, 102])
+    assert [(d.offset, d.reason) for d in validated.dead_letters] == [
+        (101, "null value in column 'a'")
+    ]
+
+
 def test_empty_batch():
     validated = validate(
         {

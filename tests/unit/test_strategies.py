@@ -171,7 +171,7 @@ def test_every_strategy_keeps_one_fixed_signature_graph(name):
         x = rng.random((n, 4), dtype=np.float32)
         outcome = learner.learn_many(x, (x[:, 0] > 0.5).astype(np.float32))
         assert outcome.rows == n and outcome.scores.shape == (n,)
-    assert learner._step.experimental_get_tracing_count() == 1
+    assert learner._step.tracing_count() == 1
 
 
 def test_bad_strategy_settings_are_config_errors():
