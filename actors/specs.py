@@ -398,7 +398,7 @@ class MemberConfig:
     eval_max_rows: int = 1024
     window: int = 2000
     publish_interval_s: float = 0.25
-    publish_every_rows: int = 8192
+    publish_every_rows: int = 16384
     best_margin: float | None = 0.03
     best_check_every: int = 8
     seed: int = 0

@@ -424,17 +424,27 @@ def build_parser() -> argparse.ArgumentParser:
     train_bench = benches.add_parser(
         "train",
         help="training rows/s: model.fit per chunk, train_on_batch, a bare step, a member actor",
-        description="Rows/s of the members' MLP on the default synthetic stream four ways: "
-        "model.fit per 100-row chunk, train_on_batch, the bare compiled step (the limit), and "
-        "one MemberActor in a local Ray (source, validation, step, publish); reports the member's "
-        "ratios to the bare step and to model.fit. Starts its own embedded Ray.",
+        description="Rows/s of the members' MLP on the default synthetic stream five ways, "
+        "each taking one optimizer step per --batch rows: model.fit per 100-row chunk, "
+        "train_on_batch, the bare compiled step called once per batch, the same step called "
+        "once per --read-rows rows (the limit for the member), and one MemberActor in a local "
+        "Ray reading --read-rows at a time (source, validation, steps, publish); reports the "
+        "member's ratios to both bare loops and to model.fit. Starts its own embedded Ray.",
     )
     train_bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     train_bench.add_argument(
         "--batch",
         type=_positive_int,
         default=256,
-        help="rows per training step (default %(default)s)",
+        help="rows per optimizer step, in every contender (default %(default)s)",
+    )
+    train_bench.add_argument(
+        "--read-rows",
+        type=_positive_int,
+        default=4096,
+        help="rows the member reads at a time and learns in --batch-row steps inside one "
+        "compiled call, a multiple of --batch; the bench also times the bare step called "
+        "once per this many rows (default %(default)s)",
     )
     train_bench.add_argument(
         "--rows",
@@ -701,7 +711,7 @@ def _bench_train(args: argparse.Namespace) -> int:
 
     # Ray prints worker notices to the driver's stdout; keep stdout for the result alone.
     with contextlib.redirect_stdout(sys.stderr):
-        result = run_train_bench(batch=args.batch, rows=args.rows)
+        result = run_train_bench(batch=args.batch, read_rows=args.read_rows, rows=args.rows)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -211,7 +211,7 @@ class JobConfig(BaseModel):
         0.25, gt=0, description="longest time between member snapshots"
     )
     publish_every_rows: int = Field(
-        8192, ge=1, description="most rows a member learns between snapshots"
+        16384, ge=1, description="most rows a member learns between snapshots"
     )
     history_interval_s: float = Field(
         0.2, gt=0, description="how often the coordinator records a history point (report, plot)"

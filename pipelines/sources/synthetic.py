@@ -32,11 +32,13 @@ seed and made orthogonal to the old one. A model of the old concept is then at c
 (about 50% accuracy) on the new one, instead of being perfectly wrong as it would be after
 a plain negation of ``w``, which a weighting policy could exploit by inverting the model.
 ``rotation`` adds gradual drift on top: the active concept turns by ``rotation`` radians
-per row (of the partition's offset) in a fixed plane drawn from the seed. Each label is
+per row (of the partition's offset) in a fixed plane drawn from the seed; like ``noise``
+it is per partition, cycled, so ``rotation=0,0,0.001`` keeps partitions 0 and 1 on a
+fixed concept while partition 2's keeps turning away from it. Each label is
 then flipped with the partition's ``noise`` probability; 0.5 makes the labels pure noise.
 Options: ``features`` (int >= 2, default 10), ``drift_at`` (default 0.5), ``noise`` (flip
 probability in [0, 1], default ``0.0,0.05,0.1,0.3``), ``rotation`` (radians per row,
->= 0, default 0.0), ``rows``.
+>= 0, per partition, default 0.0), ``rows``.
 
 Periodic: one float32 feature, ``value``, the observed series at step ``t`` (the row's
 offset in its partition, so no time column is needed), and the float32 label
@@ -103,6 +105,7 @@ from pipelines.sources._synthetic_options import (
     check_drift_at,
     check_flip_noise,
     check_rows,
+    cycled,
     parse_drift_at,
     parse_flip_noise,
     parse_float,
@@ -176,7 +179,8 @@ class HyperplaneOptions:
         drift_at: per partition, cycled when shorter: the fraction of the partition's rows
             after which the concept switches, in [0, 1], or None for no switch.
         noise: label-flip probabilities, one per partition, cycled when shorter.
-        rotation: gradual drift, radians per row, >= 0.
+        rotation: gradual drift, radians per row, >= 0, one per partition, cycled when
+            shorter (one value turns every partition's concept alike).
         rows: total rows over all partitions; None defers to `SourceSpec.rows`.
 
     Raises:
@@ -186,7 +190,7 @@ class HyperplaneOptions:
     features: int = 10
     drift_at: tuple[float | None, ...] = (0.5,)
     noise: tuple[float, ...] = DEFAULT_NOISE
-    rotation: float = 0.0
+    rotation: tuple[float, ...] = (0.0,)
     rows: int | None = None
 
     def __post_init__(self) -> None:
@@ -197,10 +201,11 @@ class HyperplaneOptions:
             )
         check_drift_at(self.drift_at)
         check_flip_noise(self.noise)
-        if not (math.isfinite(self.rotation) and self.rotation >= 0.0):
-            raise ConfigError(
-                f"rotation ({self.rotation}) must be a finite number of radians per row >= 0"
-            )
+        for rotation in self.rotation:
+            if not (math.isfinite(rotation) and rotation >= 0.0):
+                raise ConfigError(
+                    f"rotation ({rotation}) must be a finite number of radians per row >= 0"
+                )
         check_rows(self.rows)
 
     @classmethod
@@ -227,7 +232,7 @@ class HyperplaneOptions:
             drift_at=parse_drift_at(values["drift_at"]) if "drift_at" in values else cls.drift_at,
             noise=parse_flip_noise(values, cls.noise),
             rotation=(
-                parse_float("rotation", values["rotation"], "radians per row >= 0")
+                parse_floats("rotation", values["rotation"], "radians per row >= 0")
                 if "rotation" in values
                 else cls.rotation
             ),
@@ -323,7 +328,11 @@ class HyperplaneGenerator(PerPartitionDrift):
 
     def concept_weights(self, partition: int, offset: int) -> np.ndarray:
         """Weights ``w`` in force at `offset` of `partition` (label: ``x @ w > w.sum() / 2``)."""
-        return self.concept.weights(offset, self.switch_offset(partition), self.options.rotation)
+        return self.concept.weights(offset, self.switch_offset(partition), self.rotation(partition))
+
+    def rotation(self, partition: int) -> float:
+        """Radians per row that `partition`'s concept turns by."""
+        return float(cycled(self.options.rotation, partition))
 
     def generate_block(self, partition: int, block: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``block * BLOCK_ROWS ..`` of `partition`: features (d, BLOCK_ROWS), labels."""
@@ -332,7 +341,7 @@ class HyperplaneGenerator(PerPartitionDrift):
         flip_draw = rng.random(BLOCK_ROWS)
         offsets = block_offsets(block)
         scores = self.concept.scores(
-            x, offsets, self.switch_offset(partition), self.options.rotation
+            x, offsets, self.switch_offset(partition), self.rotation(partition)
         )
         labels = (scores > 0) ^ (flip_draw < self.noise(partition))
         y = labels.astype(np.float32)

@@ -186,6 +186,19 @@ def test_synthetic_rotation_turns_the_concept_gradually():
     assert np.mean(np.array(clean, dtype=np.float32) == y[::7]) > 0.99
 
 
+def test_synthetic_rotation_per_partition_turns_only_those_partitions():
+    source = synthetic("features=4&rows=6000&noise=0&drift_at=none&rotation=0,0.001", 3)
+    assert [source.generator.rotation(p) for p in range(3)] == [0.0, 0.001, 0.0]
+    for still in (0, 2):
+        assert np.allclose(source.concept_weights(still, 0), source.concept_weights(still, 1999))
+    turned = source.concept_weights(1, 1999)
+    assert not np.allclose(source.concept_weights(1, 0), turned)
+    # The labels of the turning partition follow its own turning concept.
+    x, y = features_and_labels(read_all(source.open(1), 500), 4)
+    clean = [(x[i] @ (w := source.concept_weights(1, i)) > w.sum() / 2) for i in range(0, 2000, 7)]
+    assert np.mean(np.array(clean, dtype=np.float32) == y[::7]) > 0.99
+
+
 def test_synthetic_noise_rate_per_partition():
     source = synthetic("features=3&rows=40000&drift_at=none&noise=0,0.1,0.3", partitions=4)
     assert [source.noise(p) for p in range(4)] == [0.0, 0.1, 0.3, 0.0]
@@ -286,6 +299,7 @@ def test_synthetic_open_rejects_bad_positions(partition, offset, message):
         ("features=1", ["features", "1", ">= 2"]),
         ("features=ten", ["features", "'ten'", "integer"]),
         ("rotation=-0.1", ["rotation", "-0.1", ">= 0"]),
+        ("rotation=0,-0.1", ["rotation", "-0.1", ">= 0"]),
         ("rows=0", ["rows", "0", ">= 1"]),
         ("nosie=0.1", ["nosie", "noise"]),
         ("noise=0.1&noise=0.2", ["noise", "twice"]),
