@@ -24,7 +24,11 @@ becomes a *gain* (its unnormalised weight); everything else is common and lives 
 
 1. members with fewer than `min_rows` rows get the average share of those with enough
    (uniform over the eligible members if none has enough);
-2. a member at or below chance gets 0; if every member is, the weights are uniform;
+2. a member at or below chance gets 0, and so does one whose edge over chance is within
+   `SIGNIFICANCE_Z` standard errors of it (the window's own sampling error: a pure-noise
+   member is a little above chance in about half its windows, and without this it takes
+   every weight whenever the good members dip below chance); if no member is clearly
+   above, the weights are uniform;
 3. the rest are proportional to their gains, bounded below by `floor` and above by
    `cap`: ``w_i = clip(lam * gain_i, floor, cap)`` with the one ``lam`` that makes the
    weights sum to 1 (`_bounded_shares`).
@@ -47,6 +51,7 @@ from actors.errors import ConfigError
 from actors.specs import TASKS
 
 __all__ = [
+    "SIGNIFICANCE_Z",
     "AccuracyPolicy",
     "AwePolicy",
     "HedgePolicy",
@@ -60,6 +65,9 @@ _Policy = TypeVar("_Policy", bound="WeightingPolicy")
 _ARRAYS = ("hit", "sqerr", "label", "next_slot", "rows")
 _ROUNDING = 1e-12
 """A gain within this of 0 is 0 (relative to ``var(y)`` for AWE on regression)."""
+SIGNIFICANCE_Z = 2.0
+"""Standard errors a member's edge over chance must exceed to count (one-sided, ~2.3% of
+windows of a member exactly at chance pass)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,12 @@ class _WindowStats:
     chance: np.ndarray
     mse: np.ndarray
     random_mse: np.ndarray
+    accuracy_se: np.ndarray
+    """Standard error of ``accuracy - chance`` for a member at chance: binomial
+    ``sqrt(chance (1 - chance) / n)``; for regression the skill's, ``mse_se / var(y)``."""
+    mse_se: np.ndarray
+    """Standard error of ``mse``: the window's standard deviation of squared errors over
+    ``sqrt(n)``."""
 
 
 class WeightingPolicy(abc.ABC):
@@ -100,9 +114,11 @@ class WeightingPolicy(abc.ABC):
     Example:
         >>> import numpy as np
         >>> from actors.weighting import make_policy
-        >>> policy = make_policy("accuracy", 2, min_rows=4)
-        >>> labels = np.array([0.0, 1.0, 0.0, 1.0])
-        >>> probabilities = np.array([[0.1, 0.9], [0.9, 0.9], [0.2, 0.1], [0.8, 0.9]])
+        >>> policy = make_policy("accuracy", 2)
+        >>> labels = np.tile([0.0, 1.0], 50)  # 100 rows
+        >>> always_right = np.where(labels == 1.0, 0.9, 0.1)
+        >>> wrong_every_4th = np.where(np.arange(100) % 4 == 0, 1.0 - always_right, always_right)
+        >>> probabilities = np.stack([always_right, wrong_every_4th], axis=1)
         >>> policy.observe(probabilities, labels, scored=np.array([True, True]))
         >>> policy.member_scores(), policy.weights(np.array([True, True])).round(4).tolist()
         ([1.0, 0.75], [0.6667, 0.3333])
@@ -355,8 +371,9 @@ class WeightingPolicy(abc.ABC):
         held = np.arange(self.window) < rows[:, None]
         count = np.maximum(rows, 1)
         mse = np.where(held, self._sqerr, 0.0).sum(axis=1) / count
+        mse_se = _mean_se(self._sqerr, held, count, mse)
         if self.task == "regression":
-            return _regression_stats(rows, held, count, self._label, mse)
+            return _regression_stats(rows, held, count, self._label, mse, mse_se)
         accuracy = np.where(held, self._hit, 0.0).sum(axis=1) / count
         if self.task == "binary":
             positive = np.where(held, self._label, 0.0).sum(axis=1) / count
@@ -368,7 +385,13 @@ class WeightingPolicy(abc.ABC):
             chance = shares.max(axis=1)
             random_mse = (shares * np.square(1.0 - shares)).sum(axis=1)
         return _WindowStats(
-            rows=rows.copy(), accuracy=accuracy, chance=chance, mse=mse, random_mse=random_mse
+            rows=rows.copy(),
+            accuracy=accuracy,
+            chance=chance,
+            mse=mse,
+            random_mse=random_mse,
+            accuracy_se=np.sqrt(chance * (1.0 - chance) / count),
+            mse_se=mse_se,
         )
 
 
@@ -398,7 +421,7 @@ class AccuracyPolicy(WeightingPolicy):
     def _log_gains(
         self, stats: _WindowStats, experienced: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        return _log_positive(stats.accuracy - stats.chance)
+        return _log_positive(stats.accuracy - stats.chance, _margin(stats.accuracy_se))
 
 
 class SoftmaxPolicy(WeightingPolicy):
@@ -513,7 +536,10 @@ class AwePolicy(WeightingPolicy):
         # Classification errors are in [0, 1]; a regression gain is in squared target
         # units, so "within rounding of 0" scales with var(y).
         scale = stats.random_mse if self.task == "regression" else 1.0
-        return _log_positive(stats.random_mse - stats.mse, _ROUNDING * scale)
+        return _log_positive(
+            stats.random_mse - stats.mse,
+            np.maximum(_ROUNDING * scale, SIGNIFICANCE_Z * stats.mse_se),
+        )
 
     def _scores(self, stats: _WindowStats) -> np.ndarray:
         return stats.mse
@@ -575,20 +601,40 @@ def _class_shares(label: np.ndarray, held: np.ndarray, count: np.ndarray) -> np.
     return np.bincount(index, minlength=m * k).reshape(m, k) / count[:, None]
 
 
+def _mean_se(
+    values: np.ndarray, held: np.ndarray, count: np.ndarray, mean: np.ndarray
+) -> np.ndarray:
+    """Standard error of each row's windowed mean (`mean`, over the `held` slots)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = np.square(np.where(held, values - mean[:, None], 0.0)).sum(axis=1) / count
+        se = np.sqrt(spread / count)
+    # A non-finite error (a diverged regression member) gives an infinite margin: it
+    # never counts as above chance.
+    return np.where(np.isfinite(se), se, np.inf)
+
+
 def _regression_stats(
-    rows: np.ndarray, held: np.ndarray, count: np.ndarray, target: np.ndarray, mse: np.ndarray
+    rows: np.ndarray,
+    held: np.ndarray,
+    count: np.ndarray,
+    target: np.ndarray,
+    mse: np.ndarray,
+    mse_se: np.ndarray,
 ) -> _WindowStats:
     """Skill against the window's mean; a constant-target window gives everyone skill 0."""
     mean = np.where(held, target, 0.0).sum(axis=1) / count
     with np.errstate(over="ignore"):
         variance = np.square(np.where(held, target - mean[:, None], 0.0)).sum(axis=1) / count
         ratio = np.divide(mse, variance, out=np.ones_like(mse), where=variance > 0.0)
+        skill_se = np.divide(mse_se, variance, out=np.zeros_like(mse_se), where=variance > 0.0)
     return _WindowStats(
         rows=rows.copy(),
         accuracy=1.0 - ratio,
         chance=np.zeros(rows.shape),
         mse=mse,
         random_mse=variance,
+        accuracy_se=skill_se,
+        mse_se=mse_se,
     )
 
 
@@ -645,10 +691,14 @@ def _uniform(mask: np.ndarray) -> np.ndarray:
     return mask / mask.sum()
 
 
+def _margin(se: np.ndarray) -> np.ndarray:
+    # Within rounding of chance is at chance too: `1 - p` and `(n - k) / n` can differ in
+    # the last bit, and a regression member predicting the mean has skill about +-1e-16.
+    return np.maximum(_ROUNDING, SIGNIFICANCE_Z * se)
+
+
 def _above_chance(stats: _WindowStats) -> np.ndarray:
-    # Within rounding of chance is at chance: `1 - p` and `(n - k) / n` can differ in the
-    # last bit, and a regression member predicting the mean has skill about +-1e-16.
-    return stats.accuracy - stats.chance > _ROUNDING
+    return stats.accuracy - stats.chance > _margin(stats.accuracy_se)
 
 
 def _log_positive(

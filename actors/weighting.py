@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from actors._weighting_policies import (
+    SIGNIFICANCE_Z,
     AccuracyPolicy,
     AwePolicy,
     HedgePolicy,
@@ -47,6 +48,7 @@ from actors.errors import ConfigError
 
 __all__ = [
     "POLICIES",
+    "SIGNIFICANCE_Z",
     "AccuracyPolicy",
     "AwePolicy",
     "HedgePolicy",

@@ -12,6 +12,7 @@ import pytest
 from actors.errors import ConfigError
 from actors.weighting import (
     POLICIES,
+    SIGNIFICANCE_Z,
     RecentAccuracy,
     WeightingPolicy,
     make_policy,
@@ -169,13 +170,31 @@ def test_at_or_below_chance_gets_zero(name):
     np.testing.assert_allclose(all_below, [0.5, 0.5, 0.0])
 
 
+@pytest.mark.parametrize("name", WEIGHING)
+def test_an_edge_over_chance_within_sampling_error_counts_as_chance(name):
+    def weights(accuracies, confidence):
+        policy = make_policy(name, 2)
+        policy.observe(*scored_rows(accuracies, 2000, confidence=confidence), everyone(2))
+        return policy.weights(everyone(2))
+
+    # 2,000 rows at chance 0.5: one standard error of accuracy is 1.1 points. A
+    # pure-noise member (answers near 0.5) is two points above chance in a lucky window;
+    # it must not take all the weight from a good member that is below chance in the same
+    # window (as after the good one's concept switched): nobody clearly above, uniform.
+    np.testing.assert_allclose(weights([0.52, 0.45], [0.52, 0.9]), [0.5, 0.5])
+    # Clearly above chance still counts, beside a member at chance. (0.6 sure where 60%
+    # right: AWE scores calibration, and a 90%-sure member right 60% of the time is worse
+    # than random in squared error.)
+    np.testing.assert_allclose(weights([0.6, 0.5], [0.6, 0.52]), [1.0, 0.0])
+
+
 def test_floor_and_cap_hold_exactly_and_the_free_members_share_the_rest_by_gain():
-    policy = fed("accuracy", [0.95, 0.9, 0.55, 0.52, 0.4], floor=0.05, cap=0.4)
-    # gains 0.45, 0.4, 0.05, 0.02, 0: two capped at 0.4, the last 0.2 split 5 : 2.
+    policy = fed("accuracy", [0.95, 0.9, 0.6, 0.56, 0.4], floor=0.05, cap=0.4)
+    # gains 0.45, 0.4, 0.1, 0.06, 0: two capped at 0.4, the last 0.2 split 10 : 6.
     np.testing.assert_allclose(
-        policy.weights(everyone(5)), [0.4, 0.4, 0.2 * 5 / 7, 0.2 * 2 / 7, 0.0], atol=1e-12
+        policy.weights(everyone(5)), [0.4, 0.4, 0.2 * 10 / 16, 0.2 * 6 / 16, 0.0], atol=1e-12
     )
-    floored = fed("accuracy", [0.95, 0.9, 0.51, 0.4], floor=0.1)
+    floored = fed("accuracy", [0.95, 0.9, 0.56, 0.4], floor=0.1)
     np.testing.assert_allclose(
         floored.weights(everyone(4)), [0.9 * 45 / 85, 0.9 * 40 / 85, 0.1, 0.0], atol=1e-12
     )
@@ -195,7 +214,8 @@ def test_floor_and_cap_hold_for_random_settings(seed):
     assert w.sum() == pytest.approx(1.0, abs=1e-12)
     assert np.all(w[~eligible] == 0.0)
     gains = np.array(accuracies) - 0.5
-    positive = eligible & (gains > 0)
+    # Above chance by more than its standard error allows: 1,000 rows at chance 0.5.
+    positive = eligible & (gains > SIGNIFICANCE_Z * math.sqrt(0.25 / 1000))
     assert np.all(w[eligible & ~positive] == 0.0) or not positive.any()
     if positive.any():
         k = int(positive.sum())
@@ -280,7 +300,7 @@ def test_resize_grows_with_empty_windows_and_shrinks_from_the_end():
 def test_a_floor_too_high_after_growing_yields_to_an_even_split():
     policy = fed("accuracy", [0.9, 0.7], floor=0.4)
     policy.resize(4)
-    policy.observe(*scored_rows([0.9, 0.7, 0.8, 0.6], 100, seed=3), scored=everyone(4))
+    policy.observe(*scored_rows([0.9, 0.7, 0.8, 0.7], 100, seed=3), scored=everyone(4))
     np.testing.assert_allclose(policy.weights(everyone(4)), [0.25] * 4)
 
 
