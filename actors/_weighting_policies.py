@@ -601,13 +601,19 @@ def _class_shares(label: np.ndarray, held: np.ndarray, count: np.ndarray) -> np.
     return np.bincount(index, minlength=m * k).reshape(m, k) / count[:, None]
 
 
+def _window_variance(
+    values: np.ndarray, held: np.ndarray, count: np.ndarray, mean: np.ndarray
+) -> np.ndarray:
+    """Each member's variance of `values` over its `held` slots, about its `mean`."""
+    return np.square(np.where(held, values - mean[:, None], 0.0)).sum(axis=1) / count
+
+
 def _mean_se(
     values: np.ndarray, held: np.ndarray, count: np.ndarray, mean: np.ndarray
 ) -> np.ndarray:
-    """Standard error of each row's windowed mean (`mean`, over the `held` slots)."""
+    """Standard error of each member's windowed mean (`mean`, over the `held` slots)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        spread = np.square(np.where(held, values - mean[:, None], 0.0)).sum(axis=1) / count
-        se = np.sqrt(spread / count)
+        se = np.sqrt(_window_variance(values, held, count, mean) / count)
     # A non-finite error (a diverged regression member) gives an infinite margin: it
     # never counts as above chance.
     return np.where(np.isfinite(se), se, np.inf)
@@ -624,7 +630,7 @@ def _regression_stats(
     """Skill against the window's mean; a constant-target window gives everyone skill 0."""
     mean = np.where(held, target, 0.0).sum(axis=1) / count
     with np.errstate(over="ignore"):
-        variance = np.square(np.where(held, target - mean[:, None], 0.0)).sum(axis=1) / count
+        variance = _window_variance(target, held, count, mean)
         ratio = np.divide(mse, variance, out=np.ones_like(mse), where=variance > 0.0)
         skill_se = np.divide(mse_se, variance, out=np.zeros_like(mse_se), where=variance > 0.0)
     return _WindowStats(

@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from actors.compiled import FixedSignatureFunction
 from actors.errors import CheckpointError, ModelError
-from actors.models import RunningStandardize, build_model
+from actors.models import RunningStandardize, build_model, compiled_copy
 from actors.specs import ModelSpec, StrategySpec
 from actors.strategies import ReplayMemory, ResetMonitor, learning_rate_schedule, replay_memory
 
@@ -128,6 +128,7 @@ class OnlineLearner:
             step, signature = self._replay_step, [x_spec, y_spec] * 2
         elif name == "distill":
             self._anchor = build_model(self.spec, self.n_features, name="anchor")
+            self._copy_to_anchor = compiled_copy(self.model.weights, self._anchor.weights)
             # No penalty until the first anchor is taken: pulling a young network toward
             # its random initial outputs would only slow it down.
             self._anchor_on = tf.Variable(0.0, trainable=False, name="anchor_on")
@@ -265,7 +266,7 @@ class OnlineLearner:
         scores = np.asarray(scores_t)
         self._rows += x.shape[0]
         if self._anchor is not None and self._rows - self._anchor_rows >= self.strategy.anchor_rows:
-            self._anchor.set_weights(self.model.get_weights())
+            self._copy_to_anchor()
             self._anchor_on.assign(1.0)
             self._anchor_rows = self._rows
         if self._monitor is not None:
@@ -367,7 +368,7 @@ class OnlineLearner:
         The distill anchor and the reset monitor's block restart empty after a restore,
         and the replay memory's sampling generator is reseeded (its held rows are kept).
         """
-        arrays = {f"weight/{i}": w for i, w in enumerate(self.model.get_weights())}
+        arrays = {f"weight/{i}": w for i, w in enumerate(self.get_weights())}
         for i, variable in enumerate(self._optimizer.variables):
             arrays[f"optimizer/{i}"] = np.asarray(variable.numpy())
         if self._replay is not None:
