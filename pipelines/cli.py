@@ -565,6 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
         "sample, or average their weights with their peers' (default none, as in a job)",
     )
     accuracy_bench.add_argument(
+        "--publish-rows",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="rows a replayed member learns between two publishes: how fresh the weights, "
+        "the shared-sample scores and any --knowledge exchange are (default %(default)s)",
+    )
+    accuracy_bench.add_argument(
         "--set",
         dest="overrides",
         type=_override,
@@ -629,6 +637,7 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
             streams=args.streams or tuple(STREAMS),
             overrides=dict(args.overrides),
             knowledge=args.knowledge,
+            publish_rows=args.publish_rows,
             **({} if args.river is None else {"river": args.river}),
         )
     if args.plot is not None:

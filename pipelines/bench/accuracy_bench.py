@@ -55,6 +55,7 @@ def run_accuracy_bench(
     river: Sequence[str] = RIVER_LEARNERS,
     overrides: dict[str, Any] | None = None,
     knowledge: str = "none",
+    publish_rows: int = 4096,
 ) -> dict[str, Any]:
     """Every learner on every stream; see the module docstring.
 
@@ -65,6 +66,9 @@ def run_accuracy_bench(
         river: which River learners to run (all by default).
         overrides: `JobConfig` fields to change from the defaults (for tuning runs; the
             figures the acceptance is judged on use none).
+        knowledge: how the replayed members learn from each other (`KNOWLEDGE`).
+        publish_rows: rows a replayed member learns between two publishes
+            (`replay_ensemble`).
 
     Raises:
         ConfigError: for an unknown stream or River learner.
@@ -83,13 +87,21 @@ def run_accuracy_bench(
     with tempfile.TemporaryDirectory() as scratch:
         for name in streams:
             results[name] = _run_stream(
-                name, rows, seed, list(river), dict(overrides or {}), knowledge, Path(scratch)
+                name,
+                rows,
+                seed,
+                list(river),
+                dict(overrides or {}),
+                knowledge,
+                publish_rows,
+                Path(scratch),
             )
     return {
         "rows": rows,
         "seed": seed,
         "overrides": dict(overrides or {}),
         "knowledge": knowledge,
+        "publish_rows": publish_rows,
         "streams": results,
     }
 
@@ -101,6 +113,7 @@ def _run_stream(
     river: list[str],
     overrides: dict,
     knowledge: str,
+    publish_rows: int,
     scratch: Path,
 ) -> dict[str, Any]:
     uri = STREAMS[name]
@@ -117,7 +130,7 @@ def _run_stream(
         **overrides,
     )
     started = time.perf_counter()
-    run = replay_ensemble(config, knowledge=knowledge)
+    run = replay_ensemble(config, publish_rows=publish_rows, knowledge=knowledge)
     replay_s = time.perf_counter() - started
     n = len(run.y)
     regression = task == "regression"

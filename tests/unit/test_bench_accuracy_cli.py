@@ -34,6 +34,7 @@ def canned_result() -> dict:
         (["--rows", "0"], "must be >= 1"),
         (["--set", "batch_size"], "expected FIELD=VALUE"),
         (["--knowledge", "gossip"], "invalid choice: 'gossip'"),
+        (["--publish-rows", "0"], "must be >= 1"),
         (["--river", "river_svm"], "unknown River learner(s) river_svm"),
         (["--set", "batch_sise=32"], "unknown job setting(s) batch_sise"),
         (["--set", "batch_size=0", "--streams", "sea"], "batch_size"),
@@ -64,6 +65,7 @@ def test_table_json_and_plots(monkeypatch, capsys, tmp_path):
         "streams": ["sea"],
         "overrides": {},
         "knowledge": "none",
+        "publish_rows": 4096,
     }
     assert "| sea | ensemble | 0.9000 | 0.8500 | 300 | 50,000 |" in out
     assert "| sea | river_arf | 0.8800 | 0.8000 | never | 1,200 |" in out
@@ -72,6 +74,8 @@ def test_table_json_and_plots(monkeypatch, capsys, tmp_path):
     assert calls[-1]["overrides"] == {"batch_size": 32, "policy": "awe"}
     assert "river" not in calls[-1]  # every River learner by default
     assert json.loads(capsys.readouterr().out)["streams"]["sea"]["accuracy"]["ensemble"] == 0.9
-    assert main(["bench", "accuracy", "--river", "none", "--knowledge", "peer-average"]) == 0
+    argv = ["--river", "none", "--knowledge", "peer-average", "--publish-rows", "512"]
+    assert main(["bench", "accuracy", *argv]) == 0
     assert calls[-1]["river"] == [] and calls[-1]["knowledge"] == "peer-average"
+    assert calls[-1]["publish_rows"] == 512
     assert (tmp_path / "accuracy_sea.png").stat().st_size > 0
