@@ -44,6 +44,11 @@ class DriftDetector(abc.ABC):
     def update(self, errors: np.ndarray) -> bool:
         """Take a batch of per-row errors; True if the error rose within it."""
 
+    def rows_since_change(self) -> int | None:
+        """Rows since the change it last located, if it locates changes (ADWIN's window
+        after a cut); None for detectors that only say *that* the error rose."""
+        return None
+
     @abc.abstractmethod
     def state(self) -> dict[str, np.ndarray]:
         """Settings and state as plain arrays (for `np.savez`, no pickle)."""
@@ -247,6 +252,10 @@ class ADWIN(DriftDetector):
             return False
         self._since_check = 0
         return self._cut()
+
+    def rows_since_change(self) -> int:
+        """The window's length: after a cut, the rows on the newer side of the change."""
+        return int(self.window.size)
 
     def _cut(self) -> bool:
         w = self.window

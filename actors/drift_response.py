@@ -50,7 +50,8 @@ class DriftResponder:
             recent: the member's recent accuracy (or error), for the event record.
 
         Returns:
-            ``reset``, ``boost-lr`` or ``end-boost`` (set the rate back), or None.
+            the spec's action (``forget``, ``reset``, ``boost-lr``, ``spawn``, ``retire``),
+            ``end-boost`` (set the rate back), or None.
         """
         scores = np.asarray(scores, dtype=np.float64)
         errors = scores if self.regression else 1.0 - scores

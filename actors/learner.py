@@ -335,6 +335,11 @@ class OnlineLearner:
         """Discard the network now and fit a fresh one on (x, y) (a drift response)."""
         self._reset(self._check(x), np.asarray(y, dtype=np.float32).reshape(-1))
 
+    def forget_replay(self, keep_newest: int) -> int:
+        """Drop the replay memory's rows from before a concept change, keeping the newest
+        `keep_newest` (a drift response); returns the rows dropped (0 with no memory)."""
+        return 0 if self._replay is None else self._replay.forget(keep_newest)
+
     def set_rate_multiplier(self, multiplier: float) -> None:
         """Scale the learning rate (its schedule) by `multiplier` from the next step on."""
         if not multiplier > 0:

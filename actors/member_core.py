@@ -228,6 +228,13 @@ class MemberCore:
         if action == "reset":
             # Fitted on the very batch that showed the drift: post-drift rows already.
             self.learner.reset_network(x, y)
+        elif action == "forget":
+            # The rows since the change the detector located (at least this batch, which
+            # showed the drift and is already in the memory) stay; older ones held the
+            # concept that has gone.
+            since = self.drift.detector.rows_since_change() or 0
+            forgot = self.learner.forget_replay(max(len(y), since))
+            self.drift.events[-1]["forgot_rows"] = forgot
         elif action == "boost-lr":
             self.learner.set_rate_multiplier(self.config.drift.boost_factor)
         elif action == "end-boost":

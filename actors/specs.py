@@ -311,7 +311,7 @@ class CheckpointSpec:
             raise ConfigError(f"checkpoint keep must be >= 1, got {self.keep}")
 
 
-DRIFT_ACTIONS: tuple[str, ...] = ("reset", "boost-lr", "spawn", "retire", "none")
+DRIFT_ACTIONS: tuple[str, ...] = ("forget", "reset", "boost-lr", "spawn", "retire", "none")
 
 
 @dataclass(frozen=True)
@@ -321,13 +321,16 @@ class DriftSpec:
     Args:
         detector: ``adwin``, ``page-hinkley`` or ``ddm`` (classification only), or None
             for no detection (see `actors.drift`).
-        action: ``reset`` (a fresh network fitted on the batch that showed the drift,
-            then learning on from there), ``boost-lr`` (the learning rate times
-            `boost_factor` for `boost_rows` rows), ``spawn`` (the job adds a fresh
-            challenger member that learns from the post-drift rows, beside this one),
+        action: ``forget`` (the ``replay`` memory drops its rows from before the change:
+            ADWIN locates it, and its window's rows stay; other detectors keep only the
+            batch that showed it; a job's default), ``reset`` (a fresh network fitted on
+            the batch that showed the drift, then learning on from there), ``boost-lr``
+            (the learning rate times `boost_factor` for `boost_rows` rows), ``spawn``
+            (the job adds a fresh challenger member that learns from the post-drift rows,
+            beside this one),
             ``retire`` (the job retires this member if its weight is then 0, i.e. it is at
             or below chance), or ``none`` (record the event only). The member itself
-            carries out reset and boost-lr; spawn and retire are scaling steps the job's
+            carries out forget, reset and boost-lr; spawn and retire are scaling steps the job's
             driver takes when it sees the event (`actors.membership.drift_scaling`).
         cooldown_rows: rows learned after an action in which further detections are
             recorded as suppressed, not acted on (no flapping while the member adapts).

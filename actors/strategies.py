@@ -102,6 +102,17 @@ class ReplayReservoir:
         pick = self._rng.integers(0, held, size=rows)
         return self._x[pick], self._y[pick]
 
+    def forget(self, keep_newest: int) -> int:
+        """Drop the rows from before a concept change; returns how many went.
+
+        A reservoir's slots keep no time order, so it cannot tell the newest rows apart:
+        it forgets every row and starts sampling afresh (`seen` back to 0, so the next
+        rows fill it at once instead of winning slots with probability capacity / seen).
+        """
+        held = len(self)
+        self.seen = 0
+        return held
+
 
 class RecentRows:
     """The newest `capacity` rows offered (a ring buffer), sampled uniformly.
@@ -161,6 +172,23 @@ class RecentRows:
             return self._x[:0], self._y[:0]
         pick = self._rng.integers(0, self._held, size=rows)
         return self._x[pick], self._y[pick]
+
+    def forget(self, keep_newest: int) -> int:
+        """Drop all but the newest `keep_newest` rows (those after a concept change), so
+        replay stops teaching the labels of a concept that has gone; returns how many went.
+        """
+        keep = max(0, min(int(keep_newest), self._held))
+        dropped = self._held - keep
+        if dropped:
+            # Back into slots 0..keep-1, oldest first: `add` and `sample` rely on the
+            # filled slots being those while the buffer is not full.
+            newest = (self._next - keep + np.arange(keep)) % self.capacity
+            x, y = self._x[newest].copy(), self._y[newest].copy()
+            seen = self.seen
+            self._held = self._next = 0
+            self.add(x, y)
+            self.seen = seen
+        return dropped
 
 
 ReplayMemory = RecentRows | ReplayReservoir

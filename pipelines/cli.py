@@ -316,9 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--drift-action",
-        choices=["reset", "boost-lr", "spawn", "retire", "none"],
-        help=f"the answer to a member's drift (default {_default('drift_action')}; reset: a fresh "
-        "network; spawn: add a "
+        choices=["forget", "reset", "boost-lr", "spawn", "retire", "none"],
+        help=f"the answer to a member's drift (default {_default('drift_action')}; forget: "
+        "replay drops its rows from before the change; reset: a fresh network; spawn: add a "
         "challenger member; retire: drop the member if it is at or below chance)",
     )
     run.add_argument(
@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drift_bench.add_argument(
         "--action",
-        choices=["reset", "boost-lr"],
+        choices=["forget", "reset", "boost-lr"],
         default="reset",
         help="what members do on a drift in that run (default %(default)s)",
     )

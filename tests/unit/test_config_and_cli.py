@@ -163,7 +163,9 @@ def test_drift_settings_reach_the_member_config_and_bad_ones_are_one_line(tmp_pa
     drift = load_config(tmp_path / "job.yaml", {}).member_config().drift
     assert (drift.detector, drift.action, drift.cooldown_rows) == ("page-hinkley", "boost-lr", 500)
     assert drift.params == (("threshold", 30.0),)
-    assert JobConfig().member_config().drift.detector is None  # off unless asked for
+    default = JobConfig().member_config().drift  # replay forgets its pre-drift rows
+    assert (default.detector, default.action) == ("adwin", "forget")
+    assert JobConfig(drift_detector="none").member_config().drift.detector is None
     (tmp_path / "bad.yaml").write_text("drift_detector: adwin\ndrift_options: {delta: 3}\n")
     with pytest.raises(SystemExit) as exited:
         sys.exit(main(["run", "--config", str(tmp_path / "bad.yaml")]))

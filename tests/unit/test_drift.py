@@ -73,6 +73,24 @@ def test_state_round_trips_through_npz_and_then_behaves_the_same(name):
         assert detector.update(rest[i : i + BATCH]) == twin.update(rest[i : i + BATCH])
 
 
+def test_adwin_says_where_the_change_was_and_the_others_do_not():
+    detector = make_detector("adwin")
+    before, after = _stream(3, 0.1, 0.4)
+    for i in range(0, before.size, BATCH):
+        detector.update(before[i : i + BATCH])
+    fired_at = next(
+        i + BATCH for i in range(0, after.size, BATCH) if detector.update(after[i : i + BATCH])
+    )
+    # After the cut its window is the rows on the newer side of the change: about the
+    # rows since the switch, not the 4,096 it held before.
+    assert 0 < detector.rows_since_change() <= fired_at + 64, (
+        detector.rows_since_change(),
+        fired_at,
+    )
+    assert make_detector("page-hinkley").rows_since_change() is None
+    assert make_detector("ddm").rows_since_change() is None
+
+
 def test_regression_errors_are_for_page_hinkley_and_adwin_not_ddm():
     squared = np.random.default_rng(0).random(256) * 3.0
     make_detector("page-hinkley").update(squared)

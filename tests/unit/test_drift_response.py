@@ -25,7 +25,9 @@ def _switching_stream(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _member(drift: DriftSpec, seed: int = 0, rows: int = ROWS) -> tuple[MemberCore, list[float]]:
+def _member(
+    drift: DriftSpec, seed: int = 0, rows: int = ROWS, strategy: StrategySpec | None = None
+) -> tuple[MemberCore, list[float]]:
     x, y = _switching_stream(seed)
     # One optimizer step per batch of a (32, 32) network: the slowly re-adapting member a
     # reset is for. A (64, 64) network, even at one step per batch, re-learns this switch
@@ -34,7 +36,7 @@ def _member(drift: DriftSpec, seed: int = 0, rows: int = ROWS) -> tuple[MemberCo
     config = MemberConfig(
         batch_size=128,
         model=ModelSpec(hidden=(32, 32)),
-        strategy=StrategySpec(step_rows=128),
+        strategy=strategy or StrategySpec(step_rows=128),
         eval_fraction=0.0,
         best_margin=None,
         drift=drift,
@@ -75,6 +77,27 @@ def test_with_detection_a_member_regains_its_accuracy_sooner_after_a_switch(seed
     assert SWITCH < drift["events"][0]["rows"] < SWITCH + 1_000
     assert core.learner.resets == 1
     assert rows_on is not None and rows_off is not None and rows_on < 0.7 * rows_off
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forgetting_the_replayed_rows_from_before_a_switch_regains_accuracy_sooner(seed):
+    # A job's member: replay from the newest 512 rows, 3 per new row, 8-row steps. After
+    # the switch its memory is full of rows whose labels the switch inverted, and without
+    # `forget` it keeps learning them until the window has turned over.
+    replay = StrategySpec(name="replay", step_rows=8)
+    _, kept = _member(DriftSpec("adwin", "none"), seed, strategy=replay)
+    core, forgot = _member(DriftSpec("adwin", "forget"), seed, strategy=replay)
+    drift = core.stats()["drift"]
+    rows_kept, rows_forgot = _rows_to_regain(kept), _rows_to_regain(forgot)
+    event = drift["events"][0]
+    print(f"seed {seed}: 95% regained after {rows_kept} rows keeping them, {rows_forgot} not;")
+    print(f"  detected at {event['rows']}, forgot {event['forgot_rows']} of 512 rows")
+    assert drift["acted"] == 1 and event["action"] == "forget"
+    assert SWITCH < event["rows"] < SWITCH + 1_000
+    # What stayed is ADWIN's estimate of the rows since the switch, at least one batch.
+    assert 512 - event["forgot_rows"] <= event["rows"] - SWITCH + 128
+    assert event["forgot_rows"] > 0
+    assert rows_kept is not None and rows_forgot is not None and rows_forgot < 0.8 * rows_kept
 
 
 def test_detections_in_the_cool_down_are_recorded_not_acted_on():

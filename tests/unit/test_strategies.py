@@ -95,6 +95,39 @@ def test_recent_rows_checkpoint_oldest_first_and_restore_in_order():
     assert restored.state()["reservoir/y"].tolist() == [11, 12, 13, 14]
 
 
+def test_recent_rows_forget_all_but_the_newest_and_go_on_from_there():
+    memory = RecentRows(8, (1,), seed=0)
+    rows = np.arange(13, dtype=np.float32)  # wrapped: slots hold 5..12, not in slot order
+    memory.add(rows[:, None], rows)
+    assert memory.forget(3) == 5 and len(memory) == 3 and memory.seen == 13
+    assert memory.state()["reservoir/y"].tolist() == [10, 11, 12]
+    assert set(memory.sample(200)[1].tolist()) == {10.0, 11.0, 12.0}  # only what it kept
+    more = np.arange(13, 20, dtype=np.float32)  # fills up again, then the oldest go first
+    memory.add(more[:, None], more)
+    assert memory.state()["reservoir/y"].tolist() == list(range(12, 20))
+    assert memory.forget(100) == 0 and len(memory) == 8  # keeping more than it holds
+    assert memory.forget(0) == 8 and memory.sample(5)[1].shape == (0,)
+
+
+def test_a_reservoir_forgets_every_row_and_refills_at_once():
+    reservoir = ReplayReservoir(10, (1,), seed=0)
+    rows = np.arange(1000, dtype=np.float32)
+    reservoir.add(rows[:, None], rows)
+    assert reservoir.forget(5) == 10 and len(reservoir) == 0  # no time order to keep by
+    new = np.arange(2000, 2010, dtype=np.float32)
+    reservoir.add(new[:, None], new)
+    # Filled by the next rows at once, not at capacity / 1000 per row.
+    assert sorted(reservoir._y.tolist()) == new.tolist()
+
+
+def test_a_learner_without_replay_has_nothing_to_forget():
+    spec = ModelSpec(hidden=(4,))
+    assert OnlineLearner(2, spec, strategy=StrategySpec(name="finetune")).forget_replay(0) == 0
+    replay = OnlineLearner(2, spec, strategy=StrategySpec(name="replay", replay_size=16))
+    replay.learn_many(np.zeros((12, 2), np.float32), np.zeros(12, np.float32))
+    assert replay.forget_replay(4) == 8
+
+
 def test_the_replay_buffer_setting_picks_the_memory():
     recent = replay_memory(StrategySpec(name="replay"), (3,), seed=0)
     reservoir = replay_memory(StrategySpec(name="replay", replay_buffer="reservoir"), (3,), 0)
