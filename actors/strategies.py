@@ -177,17 +177,18 @@ class RecentRows:
         """Drop all but the newest `keep_newest` rows (those after a concept change), so
         replay stops teaching the labels of a concept that has gone; returns how many went.
         """
-        keep = max(0, min(int(keep_newest), self._held))
-        dropped = self._held - keep
+        dropped = self._held - max(0, min(int(keep_newest), self._held))
         if dropped:
-            # Back into slots 0..keep-1, oldest first: `add` and `sample` rely on the
-            # filled slots being those while the buffer is not full.
-            newest = (self._next - keep + np.arange(keep)) % self.capacity
-            x, y = self._x[newest].copy(), self._y[newest].copy()
-            seen = self.seen
-            self._held = self._next = 0
-            self.add(x, y)
-            self.seen = seen
+            # The newest rows back into slots 0..keep-1 through the checkpoint path, which
+            # already puts rows in the order `add` and `sample` expect.
+            state = self.state()  # oldest first
+            self.load_state(
+                {
+                    "reservoir/x": state["reservoir/x"][dropped:],
+                    "reservoir/y": state["reservoir/y"][dropped:],
+                    "reservoir/seen": state["reservoir/seen"],
+                }
+            )
         return dropped
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from actors.errors import ConfigError, OnlineEnsembleError
+from actors.specs import DRIFT_ACTIONS
 from pipelines.bench.accuracy_streams import KNOWLEDGE, RIVER_LEARNERS
 from pipelines.bench.accuracy_streams import STREAMS as ACCURACY_STREAMS
 from pipelines.config import SEQUENCE_WINDOW, JobConfig, load_config
@@ -316,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--drift-action",
-        choices=["forget", "reset", "boost-lr", "spawn", "retire", "none"],
+        choices=DRIFT_ACTIONS,
         help=f"the answer to a member's drift (default {_default('drift_action')}; forget: "
         "replay drops its rows from before the change; reset: a fresh network; spawn: add a "
         "challenger member; retire: drop the member if it is at or below chance)",
