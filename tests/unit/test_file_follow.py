@@ -24,6 +24,7 @@ from pipelines.schema import DeadLetter
 from pipelines.sources._file_follow import partition_of
 from pipelines.sources.base import PartitionReader, SourceBatch, SourceSpec
 from pipelines.sources.files import FilePartitionReader, FileSource, open_file_source
+from tests.helpers import wait_until
 from tests.unit.test_sources import sample_table, write
 
 POLL = "poll_s=0.02"
@@ -196,9 +197,7 @@ def test_follow_high_watermark_grows_as_files_land(tmp_path):
     assert reader.high_watermark() == 30 == source.partition_rows(0)
     land(tmp_path, "b.jsonl", sample_table(12, start=30), "jsonl", mtime_s=200)
     # The mark refreshes on the next listing (every 20 ms): poll it under a deadline.
-    deadline = time.monotonic() + WAIT_S
-    while reader.high_watermark() != 42 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: reader.high_watermark() == 42, WAIT_S, interval_s=0.01)
     assert reader.high_watermark() == 42
     assert reader.position == 0  # counting reads nothing
 
@@ -284,11 +283,13 @@ def test_follow_warns_when_a_landed_file_changes(tmp_path, caplog):
     with path.open("a") as out:
         out.write("r5,1,2,true,0\n")
     # The warning comes from the next listing (every 20 ms): poll for it under a deadline.
-    deadline = time.monotonic() + WAIT_S
     with caplog.at_level(logging.WARNING, logger="pipelines.sources._file_follow"):
-        while "changed after it landed" not in caplog.text and time.monotonic() < deadline:
+
+        def warned() -> bool:
             source.partition_rows(0)
-            time.sleep(0.01)
+            return "changed after it landed" in caplog.text
+
+        wait_until(warned, WAIT_S, interval_s=0.01)
     assert "a.csv changed after it landed" in caplog.text
 
 
