@@ -40,6 +40,7 @@ their ratios even where ``exp`` would underflow.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -161,6 +162,10 @@ class WeightingPolicy(abc.ABC):
         # Until a window is full, slots [0, rows) hold its rows and next_slot == rows.
         self._next_slot = np.zeros(self.n_members, dtype=np.int64)
         self._rows = np.zeros(self.n_members, dtype=np.int64)
+        # The windows' figures, computed once per change of the windows: the coordinator
+        # asks for weights several times per publish (served, per row, shadows, per
+        # partition), and recomputing them was most of a publish's bookkeeping.
+        self._cached_stats: _WindowStats | None = None
 
     def __repr__(self) -> str:
         settings = ("window", "floor", "cap", "min_rows", *self.params)
@@ -209,6 +214,7 @@ class WeightingPolicy(abc.ABC):
         self._label[columns[:, None], slots] = (y > 0.5) if self.task == "binary" else y
         self._next_slot[columns] = (self._next_slot[columns] + n) % self.window
         self._rows[columns] = np.minimum(self._rows[columns] + n, self.window)
+        self._cached_stats = None
 
     def weights(self, eligible: np.ndarray) -> np.ndarray:
         """Mixing weights: sum to 1 over `eligible` members, 0 elsewhere.
@@ -243,6 +249,11 @@ class WeightingPolicy(abc.ABC):
             above = above | newcomers
         return _bounded_shares(log_gains, above, self.floor, self.cap)
 
+    @property
+    def rows_held(self) -> np.ndarray:
+        """(n_members,) rows in each member's window."""
+        return self._rows.copy()
+
     def member_scores(self) -> list[float | None]:
         """Each member's recent figure the policy weighs (see `score_name`); None if no rows."""
         stats = self._stats()
@@ -270,6 +281,7 @@ class WeightingPolicy(abc.ABC):
         self._next_slot = np.concatenate([self._next_slot[:keep], np.zeros(grow, np.int64)])
         self._rows = np.concatenate([self._rows[:keep], np.zeros(grow, np.int64)])
         self.n_members = n
+        self._cached_stats = None
 
     def drop(self, index: int) -> None:
         """Forget the member in column `index` (a retired member); the others keep theirs.
@@ -288,6 +300,7 @@ class WeightingPolicy(abc.ABC):
         self._next_slot = np.delete(self._next_slot, index)
         self._rows = np.delete(self._rows, index)
         self.n_members -= 1
+        self._cached_stats = None
 
     def state(self) -> dict[str, np.ndarray | float | int]:
         """Settings and windows as plain numbers and arrays (for `np.savez`, no pickle).
@@ -367,6 +380,14 @@ class WeightingPolicy(abc.ABC):
         return mask
 
     def _stats(self) -> _WindowStats:
+        if self._cached_stats is None:
+            stats = self._compute_stats()
+            for figure in dataclasses.fields(stats):  # shared between calls: read-only
+                getattr(stats, figure.name).setflags(write=False)
+            self._cached_stats = stats
+        return self._cached_stats
+
+    def _compute_stats(self) -> _WindowStats:
         rows = self._rows
         held = np.arange(self.window) < rows[:, None]
         count = np.maximum(rows, 1)

@@ -10,7 +10,10 @@ Two views of each member's accuracy (DESIGN rule 4):
 
 Weights come from a named `WeightingPolicy` (``actors.weighting``) fed with every
 member's predictions on the shared sample; a member with fewer than `min_eval_rows`
-scored rows gets the average share of the others until it has a record.
+scored rows gets the average share of the others until it has a record. Each shared row
+knows its source partition, so the policy is also kept per partition
+(`actors.partition_weights`): a row, or a request that names its partition, is mixed
+with that partition's weights; the overall weights serve everything else.
 
 The task sets what a scored row says. Classification (``binary``, ``multiclass``)
 counts hits: the predicted class (``p > 0.5``, or the argmax) is the label, and the
@@ -28,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from actors.errors import ConfigError
+from actors.partition_weights import PartitionWeighting
 from actors.specs import TASKS
 from actors.weighting import (
     POLICIES,
     RecentAccuracy,
     RecentMean,
-    WeightingPolicy,
-    make_policy,
+    mix_outputs,
+    mix_rows,
     row_scores,
 )
 
@@ -73,6 +77,8 @@ class CoordinatorCore:
             it sets the shape `record_scores` takes and the figures `summary` reports.
         max_history: history points kept; past it the history is halved (every other
             point goes), so a run of any length keeps a bounded history of all of it.
+        by_partition: also weigh members per source partition (`PartitionWeighting`);
+            False mixes every row with the overall weights.
 
     Raises:
         ConfigError: for an unknown task, max_history < 2, or a policy setting out of
@@ -91,6 +97,7 @@ class CoordinatorCore:
         policy_params: dict[str, Any] | None = None,
         task: str = "binary",
         max_history: int = 2_000,
+        by_partition: bool = True,
     ):
         if task not in TASKS:
             raise ConfigError(f"task ({task!r}) must be one of {', '.join(TASKS)}")
@@ -104,26 +111,35 @@ class CoordinatorCore:
         self.retired: dict[int, MemberRecord] = {}  # counters of members scaled away
         self.ensemble = self._tracker()
         self.equal_weight = self._tracker()
+        # The policy's overall weights on every row, whatever its partition: what a
+        # request that names no partition is answered with.
+        self.overall_weight = self._tracker()
         self._labels: deque[float] = deque(maxlen=self.window)
         self.history: list[dict] = []
         if max_history < 2:
             raise ConfigError(f"max_history must be >= 2 points, got {max_history}")
         self.max_history = int(max_history)
         self.history_thinned = 0  # times the history was halved (see `record_history`)
+        self.by_partition = bool(by_partition)
         common = {
             "window": self.window,
             "floor": floor,
             "cap": cap,
             "min_rows": min(int(min_eval_rows), self.window),
         }
-        n = len(self.members)
-        self.policy = make_policy(policy, n, task=task, **common, **(policy_params or {}))
+        self._settings: dict[str, Any] = {
+            "task": task,
+            "by_partition": self.by_partition,
+            **common,
+        }
+        self._policy_params = dict(policy_params or {})
+        self.policy = self._weighting(policy, self._policy_params)
         # Shadow policies: every other policy weighs the same members on the same shared
         # rows, so the report can say how each would have served on this very stream (the
         # fairest comparison there is: same stream, seed, members and snapshots). Uniform
         # needs no shadow: `equal_weight` already is it.
         self.shadows = {
-            name: (make_policy(name, n, task=task, **common), self._tracker())
+            name: (self._weighting(name, {}), self._tracker())
             for name in POLICIES
             if name not in (policy, "uniform")
         }
@@ -207,7 +223,9 @@ class CoordinatorCore:
     def mark_snapshot(self, member_id: int) -> None:
         self.members[member_id].has_snapshot = True
 
-    def record_scores(self, outputs: np.ndarray, labels: np.ndarray) -> None:
+    def record_scores(
+        self, outputs: np.ndarray, labels: np.ndarray, partitions: np.ndarray | None = None
+    ) -> None:
         """Score every member with a snapshot on shared-sample rows none has trained on.
 
         Args:
@@ -217,10 +235,13 @@ class CoordinatorCore:
                 class probabilities; ``regression`` (n, members) predictions.
             labels: (n,) true labels (0/1, class indices, or regression targets).
                 Only the newest `sample_share` rows are kept.
+            partitions: (n,) source partition of each row; None: unknown (the rows
+                count for the overall weights only).
 
         Raises:
             ValueError: if `outputs` does not have the task's shape for n rows and the
-                members, or (from the policy) a label is not one of the task's.
+                members, `partitions` is not (n,), or (from the policy) a label is not
+                one of the task's.
         """
         labels = np.asarray(labels, dtype=np.float64).reshape(-1)
         if labels.size == 0:
@@ -234,20 +255,32 @@ class CoordinatorCore:
                 f"{self.task} outputs for {labels.size} labels and {len(ids)} members must "
                 f"have shape {expected}, got {outputs.shape}"
             )
+        if partitions is not None:
+            partitions = np.asarray(partitions).reshape(-1)
+            if partitions.shape != labels.shape:
+                raise ValueError(
+                    f"partitions must have one entry per label ({labels.size}), "
+                    f"got shape {partitions.shape}"
+                )
+            partitions = partitions[-self.sample_share :]
         outputs, labels = outputs[-self.sample_share :], labels[-self.sample_share :]
         eligible = [i for i, mid in enumerate(ids) if self.members[mid].has_snapshot]
         if not eligible:
             return
-        weights = self.mixing_weights()  # before observing: what Serve answered with
         scored = np.zeros(len(ids), dtype=bool)
         scored[eligible] = True
-        self.policy.observe(outputs, labels, scored)  # first: it checks the labels
+        # Before observing: what Serve answered these rows with, each by its partition.
+        row_weights = self.policy.row_weights(scored, partitions)
+        overall = self.policy.weights(scored)
+        self.policy.observe(outputs, labels, scored, partitions)  # first: checks labels
         for i in eligible:
             self.members[ids[i]].shared.add(row_scores(self.task, outputs[:, i], labels))
         for shadow, figure in self.shadows.values():
-            figure.add(row_scores(self.task, mix_outputs(outputs, shadow.weights(scored)), labels))
-            shadow.observe(outputs, labels, scored)
-        self.ensemble.add(row_scores(self.task, mix_outputs(outputs, weights), labels))
+            mixed = mix_rows(outputs, shadow.row_weights(scored, partitions))
+            figure.add(row_scores(self.task, mixed, labels))
+            shadow.observe(outputs, labels, scored, partitions)
+        self.ensemble.add(row_scores(self.task, mix_rows(outputs, row_weights), labels))
+        self.overall_weight.add(row_scores(self.task, mix_outputs(outputs, overall), labels))
         self.equal_weight.add(row_scores(self.task, outputs[:, eligible].mean(axis=1), labels))
         self._labels.extend(labels.tolist())
 
@@ -268,12 +301,30 @@ class CoordinatorCore:
         _, counts = np.unique(labels, return_counts=True)
         return float(counts.max() / labels.size)
 
-    def mixing_weights(self) -> np.ndarray:
-        """Current weights in `member_ids` order; members without a snapshot get 0."""
-        eligible = np.array([self.members[mid].has_snapshot for mid in self.member_ids])
+    def mixing_weights(self, partition: int | None = None) -> np.ndarray:
+        """Current weights in `member_ids` order; members without a snapshot get 0.
+
+        Args:
+            partition: the weights for this source partition's rows (the overall ones
+                until it has a record of its own); None: the overall weights.
+        """
+        eligible = self._eligible()
         if not eligible.any():
             return np.zeros(len(eligible))
-        return self.policy.weights(eligible)
+        return self.policy.weights(eligible, partition)
+
+    def partition_mixing(self) -> dict[int, np.ndarray]:
+        """Each partition with weights of its own, and those weights (`member_ids` order)."""
+        eligible = self._eligible()
+        return self.policy.partition_weights(eligible) if eligible.any() else {}
+
+    @property
+    def partitions(self) -> list[int]:
+        """Every partition the current members read."""
+        return sorted({p for r in self.members.values() for p in r.partitions})
+
+    def _eligible(self) -> np.ndarray:
+        return np.array([self.members[mid].has_snapshot for mid in self.member_ids], dtype=bool)
 
     def record_history(self, elapsed_s: float) -> dict:
         """Append one point of the accuracy (or error) and weight history.
@@ -347,6 +398,11 @@ class CoordinatorCore:
         ]
         figure = "error" if self.regression else "accuracy"
         score_name = self.policy.score_name
+        ids = self.member_ids
+        by_partition = {
+            str(p): {str(mid): round(float(w), 6) for mid, w in zip(ids, weights, strict=True)}
+            for p, weights in self.partition_mixing().items()
+        }
         return {
             "members": members,
             "rows": self.rows,
@@ -359,6 +415,9 @@ class CoordinatorCore:
             "policy": {
                 "name": self.policy_name,
                 "score": "skill" if self.regression and score_name == "accuracy" else score_name,
+                "by_partition": self.by_partition,
+                # Weights of each partition with a record of its own (member id -> weight).
+                "partition_weights": by_partition,
                 # Prequential accuracy (RMSE) each policy would have had on the same rows.
                 f"{figure}_by_policy": {
                     "uniform": self._overall(self.equal_weight),
@@ -403,6 +462,7 @@ class CoordinatorCore:
             return {
                 "prequential_accuracy": self.ensemble.cumulative(),
                 "equal_weight_accuracy": self.equal_weight.cumulative(),
+                "overall_weight_accuracy": self.overall_weight.cumulative(),
                 "best_member_accuracy": max(member_totals) if member_totals else None,
                 "recent_accuracy": self.ensemble.value(),
                 "eval_rows": self.ensemble.total_rows,
@@ -411,12 +471,14 @@ class CoordinatorCore:
         return {
             "prequential_accuracy": None,
             "equal_weight_accuracy": None,
+            "overall_weight_accuracy": None,
             "best_member_accuracy": None,
             "recent_accuracy": None,
             "eval_rows": self.ensemble.total_rows,
             "chance": self.chance(),
             "prequential_error": _rmse(self.ensemble.cumulative()),
             "equal_weight_error": _rmse(self.equal_weight.cumulative()),
+            "overall_weight_error": _rmse(self.overall_weight.cumulative()),
             "best_member_error": min(member_totals) if member_totals else None,
             "recent_error": _rmse(self.ensemble.value()),
         }
@@ -482,10 +544,11 @@ class CoordinatorCore:
                 f"the state is for policy {meta.get('policy')!r}, not {self.policy_name!r}"
             )
         policies = {}
-        for name, policy in self._policies().items():
+        for name in self._policies():
             prefix = f"policy.{name}."
             part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            policies[name] = type(policy).from_state(part)
+            policies[name] = self._weighting(name, self._params_of(name))
+            policies[name].load_state(part)
         trackers = self._trackers()
         missing = [key for key in trackers if f"tracker.{key}" not in arrays]
         if missing or "labels" not in arrays:
@@ -518,11 +581,19 @@ class CoordinatorCore:
         trackers = {f"member-{mid}": r.shared for mid, r in self.members.items()}
         trackers["ensemble"] = self.ensemble
         trackers["equal_weight"] = self.equal_weight
+        trackers["overall_weight"] = self.overall_weight
         trackers.update({f"shadow-{name}": fig for name, (_, fig) in self.shadows.items()})
         return trackers
 
-    def _policies(self) -> dict[str, WeightingPolicy]:
+    def _policies(self) -> dict[str, PartitionWeighting]:
         return {self.policy_name: self.policy, **{n: p for n, (p, _) in self.shadows.items()}}
+
+    def _weighting(self, name: str, params: dict[str, Any]) -> PartitionWeighting:
+        return PartitionWeighting(name, len(self.members), **self._settings, **params)
+
+    def _params_of(self, name: str) -> dict[str, Any]:
+        """The policy's own parameters: the job's for its policy, defaults for shadows."""
+        return self._policy_params if name == self.policy_name else {}
 
     def _tracker(self) -> RecentMean:
         return RecentMean(self.window) if self.regression else RecentAccuracy(self.window)
@@ -531,13 +602,6 @@ class CoordinatorCore:
         """Accuracy, or RMSE for regression, over every row the tracker has seen."""
         total = tracker.cumulative()
         return _rmse(total) if self.regression else total
-
-
-def mix_outputs(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The weighted mean over members: (n,) from (n, M), or (n, C) from (n, M, C)."""
-    if outputs.ndim == 3:
-        return np.einsum("nmc,m->nc", outputs, weights)
-    return outputs @ weights
 
 
 def _rmse(mean_squared_error: float | None) -> float | None:

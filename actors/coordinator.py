@@ -27,7 +27,7 @@ from actors.coordination import CoordinatorCore
 from actors.ensemble_model import EnsembleModel
 from actors.names import COORDINATOR_NAME
 from actors.process_info import memory_mb
-from actors.snapshot import EnsembleSnapshot, MemberSnapshot
+from actors.snapshot import EnsembleSnapshot, MemberSnapshot, SharedSample
 from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
 from pipelines.checkpoint import CheckpointStore
@@ -84,20 +84,12 @@ class CoordinatorActor:
         floor: float = 0.0,
         cap: float = 1.0,
         policy_params: dict[str, Any] | None = None,
+        weights_by_partition: bool = True,
         history_interval_s: float = 0.2,
         checkpoint_uri: str | None = None,
         checkpoint_interval_s: float = 2.0,
     ):
         configure_tensorflow(1)
-        self._core = CoordinatorCore(
-            partitions_by_member,
-            task=model_spec.task,
-            window=window,
-            policy=policy,
-            floor=floor,
-            cap=cap,
-            policy_params=policy_params,
-        )
         self._core_options: dict[str, Any] = {
             "task": model_spec.task,
             "window": window,
@@ -105,7 +97,9 @@ class CoordinatorActor:
             "floor": floor,
             "cap": cap,
             "policy_params": policy_params,
+            "by_partition": weights_by_partition,
         }
+        self._core = CoordinatorCore(partitions_by_member, **self._core_options)
         self._model_spec, self._n_features = model_spec, n_features
         self._refs: dict[int, Any] = {}
         self._rebuild_scorer()
@@ -213,7 +207,7 @@ class CoordinatorActor:
         member_id: int,
         stats: dict,
         snapshot: MemberSnapshot | None = None,
-        sample: tuple[np.ndarray, np.ndarray] | None = None,
+        sample: SharedSample | None = None,
     ) -> int:
         """Take a member's stats, its shared-sample rows and optionally a new snapshot.
 
@@ -224,9 +218,8 @@ class CoordinatorActor:
                 arguments and moves large ones through the object store by itself. The
                 coordinator then `ray.put`s it, so the object Serve reads is owned here
                 and outlives the member that produced it.
-            sample: (x, y) sampled before the member trained on them: rows, or windows
-                (k, window, n_features) for a sequence model; labels as float class
-                indices or regression targets.
+            sample: rows sampled before the member trained on them, with their source
+                partitions (see `SharedSample`).
 
         Returns:
             The ensemble version after this publish.
@@ -234,8 +227,8 @@ class CoordinatorActor:
         if member_id not in self._core.members:
             return self._version  # retired by a scaling step; its last word is too late
         began = time.perf_counter()
-        if sample is not None and len(sample[1]):
-            self._score(*sample)
+        if sample is not None and len(sample.y):
+            self._score(sample)
         self._core.record_stats(member_id, stats)
         if snapshot is not None:
             self._scorer.set_member_weights(self._index[member_id], snapshot.weights)
@@ -257,20 +250,20 @@ class CoordinatorActor:
         self._busy_s += time.perf_counter() - began
         return self._version
 
-    def _score(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _score(self, sample: SharedSample) -> None:
         """Score every member's held snapshot on shared-sample inputs (rows or windows).
 
         The task's per-member outputs go to the core as they come: (n, M) probabilities
         (binary) or values (regression), (n, M, C) class probabilities (multiclass).
         """
         share = self._core.sample_share  # the core keeps no more; score no more
-        x, y = x[-share:], y[-share:]
+        x, y, partitions = (part[-share:] for part in sample)
         self._recent_x.append(x)
         self._recent_rows += len(x)
         while self._recent_rows - len(self._recent_x[0]) >= self._core.window:
             self._recent_rows -= len(self._recent_x.popleft())
         _, per_member = self._scorer.predict(x, np.zeros(len(self._index), np.float32))
-        self._core.record_scores(per_member, y)
+        self._core.record_scores(per_member, y, partitions)
 
     def publish_times(self) -> list[tuple[int, float, float]]:
         """(version, wall time the member sent the snapshot, wall time it was installed)."""
@@ -298,16 +291,27 @@ class CoordinatorActor:
         if not self._served_complete and any(mid not in self._refs for mid in ids):
             return None
         self._served_complete = True
-        weights = self._core.mixing_weights()
         ids = [mid for mid in ids if mid in self._refs]  # a new member joins on its first
-        mixing = np.array([weights[self._index[mid]] for mid in ids], dtype=np.float32)
-        if mixing.sum() <= 0:
-            mixing = np.full(len(ids), 1.0 / len(ids), np.float32)
+        columns = [self._index[mid] for mid in ids]
+
+        def served(weights: np.ndarray) -> np.ndarray | None:
+            """The weights of the served members, summing to 1 (None: all 0)."""
+            mixing = np.asarray(weights, np.float32)[columns]
+            return mixing / mixing.sum() if mixing.sum() > 0 else None
+
+        overall = served(self._core.mixing_weights())
+        by_partition = {
+            p: mixing
+            for p, weights in self._core.partition_mixing().items()
+            if (mixing := served(weights)) is not None
+        }
         return EnsembleSnapshot(
             version=self._version,
             member_ids=tuple(ids),
             member_refs=tuple(self._refs[mid] for mid in ids),
-            mixing=mixing / mixing.sum(),
+            mixing=overall if overall is not None else np.full(len(ids), 1 / len(ids), np.float32),
+            partitions=tuple(self._core.partitions),
+            partition_mixing=by_partition,
         )
 
     # -- membership (scaling) -------------------------------------------------------------
@@ -415,11 +419,17 @@ class CoordinatorActor:
         return list(self._core.history)
 
     def weights(self) -> dict:
+        """The overall weights, and each partition's own (member id -> weight)."""
+        ids = self._core.member_ids
+
+        def by_member(weights: np.ndarray) -> dict[str, float]:
+            return {str(mid): float(w) for mid, w in zip(ids, weights, strict=True)}
+
         return {
             "version": self._version,
             "policy": self._core.policy_name,
-            "weights": {
-                str(mid): float(w)
-                for mid, w in zip(self._core.member_ids, self._core.mixing_weights(), strict=True)
+            "weights": by_member(self._core.mixing_weights()),
+            "partition_weights": {
+                str(p): by_member(w) for p, w in self._core.partition_mixing().items()
             },
         }

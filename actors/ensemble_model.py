@@ -32,11 +32,11 @@ import numpy as np
 import tensorflow as tf
 
 from actors.compiled import FixedSignatureFunction
-from actors.coordination import mix_outputs
 from actors.dense_forward import DenseEnsembleForward, supports
 from actors.errors import ModelError
 from actors.models import build_model, compiled_assign
 from actors.specs import ModelSpec
+from actors.weighting import mix_outputs
 
 __all__ = ["EnsembleModel", "Forward"]
 

@@ -27,6 +27,7 @@ from actors.errors import CheckpointError
 from actors.intake import Intake, PartitionIntake
 from actors.learner import OnlineLearner
 from actors.models import build_model, compiled_copy
+from actors.snapshot import SharedSample
 from actors.specs import MemberConfig, ModelSpec
 from actors.weighting import RecentAccuracy, RecentMean, row_scores
 from actors.windows import SlidingWindows
@@ -108,6 +109,7 @@ class MemberCore:
         self._rng = np.random.default_rng([config.seed, member_id])
         self._sample_x: list[np.ndarray] = []
         self._sample_y: list[np.ndarray] = []
+        self._sample_partition: list[np.ndarray] = []  # each sampled row's source partition
         self._sample_rows = 0
         self.drift = (
             DriftResponder(config.drift, self.regression)
@@ -204,6 +206,8 @@ class MemberCore:
                 if picked.any():
                     self._sample_x.append(x[picked])
                     self._sample_y.append(y[picked])
+                    source = -1 if prepared.partition is None else prepared.partition
+                    self._sample_partition.append(np.full(int(picked.sum()), source, np.int64))
                     self._sample_rows += int(picked.sum())
                     self._trim_sample()
             outcome = self.learner.learn_many(x, y)
@@ -273,16 +277,21 @@ class MemberCore:
             return self.guard.best_weights, "best"
         return current, "current"
 
-    def take_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows sampled for shared evaluation since the last call (none learned before sampling)."""
+    def take_sample(self) -> SharedSample | None:
+        """Rows sampled for shared evaluation since the last call (none learned before
+        sampling), with each row's source partition."""
         if not self._sample_y:
             return None
-        x = np.concatenate(self._sample_x)
-        y = np.concatenate(self._sample_y)
+        sample = SharedSample(
+            np.concatenate(self._sample_x),
+            np.concatenate(self._sample_y),
+            np.concatenate(self._sample_partition),
+        )
         self._sample_x.clear()
         self._sample_y.clear()
+        self._sample_partition.clear()
         self._sample_rows = 0
-        return x, y
+        return sample
 
     def _trim_sample(self) -> None:
         """Keep the newest `eval_max_rows` sampled rows (the shared evaluation is about
@@ -295,10 +304,12 @@ class MemberCore:
             if oldest <= excess:
                 self._sample_x.pop(0)
                 self._sample_y.pop(0)
+                self._sample_partition.pop(0)
                 dropped = oldest
             else:
                 self._sample_x[0] = self._sample_x[0][excess:]
                 self._sample_y[0] = self._sample_y[0][excess:]
+                self._sample_partition[0] = self._sample_partition[0][excess:]
                 dropped = excess
             self._sample_rows -= dropped
             excess -= dropped

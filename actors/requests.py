@@ -3,10 +3,14 @@
 Two body formats:
 
 * JSON (``application/json``): ``{"rows": [{feature: number, ...}, ...],
-  "min_confidence": 0.8, "explain": true}``;
+  "min_confidence": 0.8, "explain": true, "partition": 2}``;
 * Arrow IPC stream (``application/vnd.apache.arrow.stream``) for bulk requests: one
   numeric column per feature; options then come from the query string
-  (``?min_confidence=0.8&explain=true``), which JSON requests may use too.
+  (``?min_confidence=0.8&explain=true&partition=2``), which JSON requests may use too.
+
+``partition`` names the source partition the rows come from, so the ensemble mixes its
+members with that partition's weights; here it is only checked to be a non-negative
+integer (whether the job reads it is the deployment's to say, from its live snapshot).
 
 Every way a request can be wrong maps to a `RequestError` with a 4xx status and a
 message that says what was expected, so the Serve deployment never answers 500 for bad
@@ -61,12 +65,15 @@ class PredictRequest:
             "abstain"; None answers every one. Always None for regression.
         explain: include each member's output and weight in the answer.
         imputed: row index -> names of the features that were missing and imputed.
+        partition: the source partition the rows come from, to be mixed with that
+            partition's weights; None mixes with the ensemble's overall weights.
     """
 
     x: np.ndarray
     min_confidence: float | None = None
     explain: bool = False
     imputed: dict[int, list[str]] = field(default_factory=dict)
+    partition: int | None = None
 
 
 def _example(features: Sequence[str]) -> str:
@@ -139,6 +146,7 @@ def parse_predict_request(
         ),
         explain=_bool_option(options.pop("explain", False)),
         imputed=imputed,
+        partition=_partition_option(options.pop("partition", None)),
     )
 
 
@@ -151,10 +159,10 @@ def _load_json(body: bytes, features: Sequence[str]) -> dict:
         ) from None
     if not isinstance(payload, dict) or "rows" not in payload:
         raise RequestError(f'expected a JSON object with a "rows" list, like {_example(features)}')
-    unknown = sorted(set(payload) - {"rows", "min_confidence", "explain"})
+    unknown = sorted(set(payload) - {"rows", "min_confidence", "explain", "partition"})
     if unknown:
         raise RequestError(
-            f"unknown request field(s) {unknown}; expected rows, min_confidence, explain"
+            f"unknown request field(s) {unknown}; expected rows, min_confidence, explain, partition"
         )
     return payload
 
@@ -276,6 +284,22 @@ def _bool_option(value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
         return value.lower() in ("true", "1", "yes")
     raise RequestError(f"explain must be true or false, got {value!r}")
+
+
+def _partition_option(value: object) -> int | None:
+    """A partition id: a JSON integer, or a string of digits (the query string's form)."""
+    if value is None:
+        return None
+    # bool is an int in Python, and 1.0 a float: neither names a partition.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    # isascii: str.isdigit also takes digits like "²" that int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise RequestError(
+        "partition must be a non-negative integer (a source partition this job reads), "
+        f"got {value!r}"
+    )
 
 
 SCALE_EXAMPLE = '{"members": 6, "policy": "clone-best"}'

@@ -26,6 +26,10 @@ Answers by task (one entry per row, or per window):
 
 ``min_confidence`` turns unconfident predictions into ``"abstain"`` (classification);
 ``explain`` adds the mixing ``weights`` and, per prediction, each member's output.
+``partition`` (one the job reads, else 400) mixes the members with that partition's own
+weights, or with the overall ones while it has no record of its own; the answer then
+says which (``"mixing": "partition"`` or ``"overall"``). A batch still makes one model
+call with the overall weights; only a request that named a partition is re-mixed.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from ray import serve
@@ -58,11 +63,20 @@ from actors.requests import (
 from actors.snapshot import EnsembleSnapshot, MemberSnapshot
 from actors.specs import ModelSpec
 from actors.tf_runtime import configure_tensorflow
+from actors.weighting import mix_outputs
 from actors.windows import windows_of
 
 __all__ = ["EnsembleServer", "build_app"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One request's share of a batch: its model inputs and the partition it named."""
+
+    x: np.ndarray
+    partition: int | None
 
 
 @dataclass(frozen=True)
@@ -74,16 +88,24 @@ class _Scored:
     # (n, classes); and each member's, (n, members) or (n, members, classes).
     mixed: np.ndarray
     per_member: np.ndarray
+    # The mixing weights `mixed` was made with (member_ids order), and whose they are:
+    # the named partition's own, or the overall ones.
+    weights: np.ndarray
+    weights_kind: Literal["partition", "overall"]
 
 
 @dataclass(frozen=True)
 class _Live:
-    """What one version serves: the graph holding its weights and its mixing vector."""
+    """What one version serves: the graph holding its weights and its mixing vectors."""
 
     version: int
     member_ids: tuple[int, ...]
     model: EnsembleModel
     mixing: np.ndarray
+    # Every source partition the job reads, and the mixing weights of those with a
+    # record of their own (the others are mixed with `mixing`).
+    partitions: tuple[int, ...]
+    partition_mixing: Mapping[int, np.ndarray]
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -192,7 +214,14 @@ class EnsembleServer:
             self._standby.setdefault(n, []).append(model)  # a concurrent refresh got further
             return self._live.version
         previous = self._live
-        self._live = _Live(snapshot.version, snapshot.member_ids, model, snapshot.mixing)
+        self._live = _Live(
+            snapshot.version,
+            snapshot.member_ids,
+            model,
+            snapshot.mixing,
+            tuple(snapshot.partitions),
+            _usable_partition_mixing(snapshot),
+        )
         if previous is not None:
             self._standby.setdefault(len(previous.member_ids), []).append(previous.model)
         return snapshot.version
@@ -202,20 +231,33 @@ class EnsembleServer:
     # batch_wait_timeout_s=0: a lone request is answered at once; under load, requests
     # that queue while a batch computes form the next batch by themselves.
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
-    async def _predict_batch(self, inputs: list[np.ndarray]) -> list[_Scored | None]:
-        """Score several requests' inputs (rows, or one request's windows) in one call."""
+    async def _predict_batch(self, inputs: list[_Input]) -> list[_Scored | None]:
+        """Score several requests' inputs (rows, or one request's windows) in one call.
+
+        The call mixes with the overall weights; a request that named a partition with
+        weights of its own in this version is then re-mixed from its members' outputs.
+        One whose partition has none here (not yet, or no longer: the version may have
+        changed since `_predict` checked it) keeps the overall mix.
+        """
         live = self._live  # read once: the whole batch is answered by this one version
         if live is None:
             return [None for _ in inputs]
-        sizes = [len(x) for x in inputs]
-        mixed, per_member = live.model.predict(np.concatenate(inputs), live.mixing)
+        sizes = [len(item.x) for item in inputs]
+        mixed, per_member = live.model.predict(
+            np.concatenate([item.x for item in inputs]), live.mixing
+        )
         bounds = np.cumsum(sizes)[:-1]
-        return [
-            _Scored(live, mixed_part, member_part)
-            for mixed_part, member_part in zip(
-                np.split(mixed, bounds), np.split(per_member, bounds), strict=True
-            )
-        ]
+        scored: list[_Scored | None] = []
+        for item, mixed_part, member_part in zip(
+            inputs, np.split(mixed, bounds), np.split(per_member, bounds), strict=True
+        ):
+            own = None if item.partition is None else live.partition_mixing.get(item.partition)
+            if own is None:
+                scored.append(_Scored(live, mixed_part, member_part, live.mixing, "overall"))
+            else:
+                remixed = mix_outputs(member_part, own).astype(mixed.dtype, copy=False)
+                scored.append(_Scored(live, remixed, member_part, own, "partition"))
+        return scored
 
     async def __call__(self, request: Request) -> JSONResponse:
         self._ensure_refresher()
@@ -271,7 +313,11 @@ class EnsembleServer:
         if self._live is None:
             # Only before the first snapshot: fetch it now rather than refuse the request.
             await self.refresh()
-        scored = await self._predict_batch(inputs)
+        live, named = self._live, parsed.partition  # no live version: the batch answers 503
+        if named is not None and live is not None and named not in live.partitions:
+            reads = ", ".join(map(str, live.partitions)) or "none"
+            return _error(400, f"partition {named} is not one this job reads; it reads {reads}")
+        scored = await self._predict_batch(_Input(inputs, parsed.partition))
         if scored is None:
             return _error(503, "no model snapshot published yet; retry shortly")
         scored_at = time.perf_counter()
@@ -354,6 +400,9 @@ def _answer(request: PredictRequest, scored: _Scored, spec: ModelSpec) -> dict:
             "probabilities": [_probability(p) for p in scored.mixed],
         }
     answer["weights_version"] = scored.live.version
+    if request.partition is not None:
+        answer["partition"] = request.partition
+        answer["mixing"] = scored.weights_kind  # "overall" while it has no record of its own
     if spec.is_sequence:
         answer["window"] = spec.window  # prediction i is for rows i .. i + window - 1
     if request.min_confidence is not None and confidence is not None:
@@ -365,9 +414,7 @@ def _answer(request: PredictRequest, scored: _Scored, spec: ModelSpec) -> dict:
         answer["min_confidence"] = request.min_confidence
     if request.explain:
         ids = [str(mid) for mid in scored.live.member_ids]
-        answer["weights"] = dict(
-            zip(ids, (_probability(w) for w in scored.live.mixing), strict=True)
-        )
+        answer["weights"] = dict(zip(ids, (_probability(w) for w in scored.weights), strict=True))
         member_output = {
             "binary": _probability,
             "multiclass": _probabilities,
@@ -382,6 +429,29 @@ def _answer(request: PredictRequest, scored: _Scored, spec: ModelSpec) -> dict:
             {"row": row, "features": names} for row, names in request.imputed.items()
         ]
     return answer
+
+
+def _usable_partition_mixing(snapshot: EnsembleSnapshot) -> dict[int, np.ndarray]:
+    """The snapshot's per-partition weights that fit its members (one weight each).
+
+    A vector of another length would fail every batch it is used in; its partition is
+    mixed with the overall weights instead, and the mismatch is logged.
+    """
+    usable = {}
+    for partition, weights in snapshot.partition_mixing.items():
+        weights = np.asarray(weights)
+        if weights.shape == (len(snapshot.member_ids),):
+            usable[partition] = weights
+        else:
+            logger.warning(
+                "snapshot %d: partition %d has mixing weights of shape %s for %d members; "
+                "mixing it with the overall weights",
+                snapshot.version,
+                partition,
+                weights.shape,
+                len(snapshot.member_ids),
+            )
+    return usable
 
 
 def _probability(p: Any) -> float:

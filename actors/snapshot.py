@@ -7,12 +7,27 @@ them per request, and a replica never talks to a member.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["EnsembleSnapshot", "MemberSnapshot"]
+__all__ = ["EnsembleSnapshot", "MemberSnapshot", "SharedSample"]
+
+
+class SharedSample(NamedTuple):
+    """Rows a member sampled for the shared evaluation before it learned them.
+
+    Attributes:
+        x: inputs: rows, or windows (k, window, n_features) for a sequence model.
+        y: (k,) labels: float class indices or regression targets.
+        partitions: (k,) int64 source partition of each row (-1: unknown).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    partitions: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -34,10 +49,19 @@ class EnsembleSnapshot:
         version: increases with every change; a replica never serves an older one.
         member_ids: ids of the members in the snapshot, in mixing order.
         member_refs: ObjectRefs to each member's `MemberSnapshot` (same order).
-        mixing: mixing weights, same order, summing to 1.
+        mixing: mixing weights, same order, summing to 1: the ensemble's weights over
+            the whole shared sample, for a request that names no partition.
+        partitions: every source partition the job's members read; a request may name
+            one of them to be mixed with that partition's weights.
+        partition_mixing: partition -> mixing weights (same order, summing to 1) from
+            the members' scores on that partition's shared-sample rows alone. Only
+            partitions with a record of their own are here; a partition in
+            `partitions` but not here is mixed with `mixing`.
     """
 
     version: int
     member_ids: tuple[int, ...]
     member_refs: tuple[Any, ...]
     mixing: np.ndarray
+    partitions: tuple[int, ...] = ()
+    partition_mixing: Mapping[int, np.ndarray] = field(default_factory=dict)

@@ -58,6 +58,8 @@ __all__ = [
     "UniformPolicy",
     "WeightingPolicy",
     "make_policy",
+    "mix_outputs",
+    "mix_rows",
     "row_scores",
 ]
 
@@ -200,3 +202,18 @@ def row_scores(task: str, predictions: np.ndarray, labels: np.ndarray) -> np.nda
     if task == "multiclass":
         return predictions.argmax(axis=-1) == labels
     return (predictions > 0.5) == (labels > 0.5)
+
+
+def mix_outputs(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean over members: (n,) from (n, M), or (n, C) from (n, M, C)."""
+    if outputs.ndim == 3:
+        return np.einsum("nmc,m->nc", outputs, weights)
+    return outputs @ weights
+
+
+def mix_rows(outputs: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
+    """`mix_outputs` with weights per row: (n, M) weights, or (1, M) for every row."""
+    weights = np.broadcast_to(row_weights, outputs.shape[:2])
+    if outputs.ndim == 3:
+        return np.einsum("nmc,nm->nc", outputs, weights)
+    return np.einsum("nm,nm->n", outputs, weights)

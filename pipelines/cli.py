@@ -356,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"weighting policy (default {_default('policy')})",
     )
     run.add_argument(
+        "--overall-weights-only",
+        dest="weights_by_partition",
+        action="store_false",
+        default=None,
+        help="one set of weights for every row; by default the members are also weighed per "
+        "source partition and a request naming its partition is mixed with that partition's",
+    )
+    run.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",

@@ -201,6 +201,11 @@ class JobConfig(BaseModel):
         0.0, ge=0, lt=1, description="minimum weight of an above-chance member"
     )
     weight_cap: float = Field(1.0, gt=0, le=1, description="maximum weight of any member")
+    weights_by_partition: bool = Field(
+        True,
+        description="also weigh members per source partition, from their scores on that "
+        "partition's shared rows alone; a request naming its partition is mixed with them",
+    )
     temperature: float = Field(
         0.05, gt=0, description="softmax policy: the accuracy gap worth a factor e"
     )

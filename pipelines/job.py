@@ -176,6 +176,7 @@ class Job:
             floor=cfg.weight_floor,
             cap=cfg.weight_cap,
             policy_params=cfg.policy_params(),
+            weights_by_partition=cfg.weights_by_partition,
             history_interval_s=cfg.history_interval_s,
             checkpoint_uri=self.checkpoint_uri,
         )

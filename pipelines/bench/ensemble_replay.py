@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from actors.coordination import CoordinatorCore, mix_outputs
+from actors.coordination import CoordinatorCore
 from actors.errors import ConfigError
 from actors.member_core import MemberCore
-from actors.weighting import row_scores
+from actors.weighting import mix_outputs, row_scores
 from pipelines.bench.accuracy_streams import KNOWLEDGE
 from pipelines.config import JobConfig
 from pipelines.job import assign_partitions
@@ -133,6 +133,7 @@ def replay_ensemble(
         floor=config.weight_floor,
         cap=config.weight_cap,
         policy_params=config.policy_params(),
+        by_partition=config.weights_by_partition,
     )
     ids = coordinator.member_ids
     scores: dict[str, list[np.ndarray]] = {"ensemble": [], "uniform": []}
@@ -154,7 +155,8 @@ def replay_ensemble(
                 continue
             if len(prepared.y):
                 outputs = _answers(members, ids, prepared.x)
-                weights = coordinator.mixing_weights()
+                # The weights Serve mixes a request naming this batch's partition with.
+                weights = coordinator.mixing_weights(prepared.partition)
                 if weights.sum() <= 0:  # nothing published yet: Serve has no snapshot
                     weights = np.full(len(ids), 1.0 / len(ids))
                 scores["ensemble"].append(
@@ -269,8 +271,8 @@ def _publish(
     coordinator.mark_snapshot(mid)
     sample = member.take_sample()
     if sample is not None:
-        sample_x, sample_y = sample
-        coordinator.record_scores(_answers(members, ids, sample_x), sample_y)
+        sample_x, sample_y, sample_partitions = sample
+        coordinator.record_scores(_answers(members, ids, sample_x), sample_y, sample_partitions)
         if knowledge == "shared-sample":
             for other in ids:
                 if other != mid:

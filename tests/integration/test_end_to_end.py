@@ -227,6 +227,31 @@ def test_predict_options_explain_abstain_and_arrow_bodies(learnable):
     assert bulk.json()["probabilities"][0] == pytest.approx(plain["probabilities"][0], abs=1e-5)
 
 
+def test_a_request_may_name_its_partition(learnable):
+    """Mixed with the partition's own weights where they are in use, else the overall
+    ones (on this stream every partition has one concept, so own weights rarely mix
+    better; tests/integration/test_policies.py has a stream where they must)."""
+    job, _, _ = learnable
+    published = requests.get(f"{job.url}/weights", timeout=10).json()  # training is over
+    rows = [ROW, {name: 0.9 for name in FEATURES}]
+    for partition in (0, 1, 2, 3):
+        answer = requests.post(
+            f"{job.url}/predict",
+            json={"rows": rows, "partition": partition, "explain": True},
+            timeout=10,
+        ).json()
+        own = published["partition_weights"].get(str(partition))
+        assert answer["partition"] == partition
+        assert answer["mixing"] == ("partition" if own else "overall"), (answer, published)
+        assert answer["weights"] == pytest.approx(own or published["weights"], abs=1e-5)
+        for i, per_member in enumerate(answer["members"]):
+            mixed = sum(answer["weights"][m] * p for m, p in per_member.items())
+            assert mixed == pytest.approx(answer["probabilities"][i], abs=1e-4)
+    # A partition the job never read (named in the query string, as Arrow bodies do).
+    unknown = requests.post(f"{job.url}/predict?partition=9", json={"rows": rows}, timeout=10)
+    assert unknown.status_code == 400 and "0, 1, 2, 3" in unknown.json()["error"], unknown.text
+
+
 def test_members_size_tensorflow_threads_from_their_cpus(learnable):
     # 2 CPUs / 4 members = 0.5 CPU each -> one intra-op thread, not one per core.
     _, report, _ = learnable

@@ -279,11 +279,12 @@ def _scored_core(policy: str) -> CoordinatorCore:
     for mid in (0, 1, 2):
         core.mark_snapshot(mid)
         core.record_stats(mid, {"rows": 1000 * (mid + 1), "recent_accuracy": 0.9, "lag": mid})
-    for _ in range(20):
+    for i in range(20):
         labels = (rng.random(50) > 0.4).astype(np.float32)
         good = np.where(labels > 0.5, 0.9, 0.1)
         noise = rng.random(50)
-        core.record_scores(np.stack([good, 1 - noise * 0.5, noise], axis=1), labels)
+        outputs = np.stack([good, 1 - noise * 0.5, noise], axis=1)
+        core.record_scores(outputs, labels, partitions=np.full(50, i % 3))
     return core
 
 
@@ -305,6 +306,11 @@ def test_state_survives_a_checkpoint_and_gives_the_same_weights_and_figures(poli
         after.mark_snapshot(mid)
     # ... and then weighs exactly as before, with the same figures and counters.
     np.testing.assert_allclose(after.mixing_weights(), before.mixing_weights())
+    assert before.partition_mixing().keys() == after.partition_mixing().keys()
+    for partition in (0, 1, 2):
+        np.testing.assert_allclose(
+            after.mixing_weights(partition), before.mixing_weights(partition)
+        )
     assert after.summary() == before.summary()
     assert after.chance() == before.chance()
     # Both go on identically from there.

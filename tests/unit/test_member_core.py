@@ -188,8 +188,9 @@ def test_the_pending_evaluation_sample_keeps_only_the_newest_rows():
         pass
     sample = core.take_sample()
     assert sample is not None
-    sampled_x, sampled_y = sample
+    sampled_x, sampled_y, partitions = sample
     assert len(sampled_x) == len(sampled_y) == 100
+    assert partitions.tolist() == [0] * 100  # every row knows its source partition
     # The newest: roughly the last 200 rows at a 50% sampling rate, still in stream order.
     assert sampled_x[0, 0] > rows - 400 and np.all(np.diff(sampled_x[:, 0]) > 0)
     np.testing.assert_array_equal(sampled_y, sampled_x[:, 0] % 2)

@@ -91,7 +91,12 @@ def test_missing_features_are_imputed_only_when_allowed():
             "min_confidence",
         ),
         (_body({"rows": [{"a": 1, "b": 2}], "explain": "maybe"}), JSON, 400, "explain"),
-        (_body({"rows": [{"a": 1, "b": 2}], "limit": 3}), JSON, 400, "unknown request field"),
+        (
+            _body({"rows": [{"a": 1, "b": 2}], "limit": 3}),
+            JSON,
+            400,
+            "unknown request field.*expected rows, min_confidence, explain, partition",
+        ),
         (_body({"rows": [{"a": 1, "b": 2}]}), "text/plain", 415, "application/json"),
         (b"not arrow", ARROW_STREAM, 400, "Arrow IPC stream"),
         (_arrow({"a": [1.0], "b": ["x"]}), ARROW_STREAM, 400, "expected a number"),
@@ -168,3 +173,62 @@ def test_min_confidence_is_refused_for_regression():
         with pytest.raises(RequestError, match="applies to classification tasks") as caught:
             parse_predict_request(body, JSON, FEATURES, query=query, task="regression")
         assert caught.value.status == 400
+
+
+ROW = {"rows": [{"a": 1, "b": 2}]}
+PARTITION_MESSAGE = (
+    r"partition must be a non-negative integer \(a source partition this job reads\), got "
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "partition"),
+    [
+        (ROW, None, None),
+        ({**ROW, "partition": 0}, None, 0),
+        ({**ROW, "partition": 3}, None, 3),
+        (ROW, {"partition": "2"}, 2),
+        (ROW, {"partition": "0"}, 0),
+        ({**ROW, "partition": 1}, {"partition": "2"}, 1),  # the body wins, as for every option
+    ],
+)
+def test_a_json_request_may_name_its_partition(body, query, partition):
+    assert parse_predict_request(_body(body), JSON, FEATURES, query=query).partition == partition
+
+
+def test_an_arrow_request_names_its_partition_in_the_query_string():
+    body = _arrow({"a": [1.0], "b": [2.0]})
+    assert parse_predict_request(body, ARROW_STREAM, FEATURES).partition is None
+    parsed = parse_predict_request(body, ARROW_STREAM, FEATURES, query={"partition": "3"})
+    assert parsed.partition == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "shown"),
+    [
+        ({**ROW, "partition": -1}, None, "-1"),
+        ({**ROW, "partition": 1.5}, None, "1.5"),
+        ({**ROW, "partition": 1.0}, None, "1.0"),
+        ({**ROW, "partition": True}, None, "True"),
+        ({**ROW, "partition": "x"}, None, "'x'"),
+        ({**ROW, "partition": [1]}, None, r"\[1\]"),
+        (ROW, {"partition": "x"}, "'x'"),
+        (ROW, {"partition": ""}, "''"),
+        (ROW, {"partition": "-1"}, "'-1'"),
+        (ROW, {"partition": "1.5"}, "'1.5'"),
+        (ROW, {"partition": "true"}, "'true'"),
+        (ROW, {"partition": "\u00b2"}, "'\u00b2'"),  # a digit to str.isdigit, not to int()
+    ],
+)
+def test_a_partition_that_is_not_a_non_negative_integer_is_400(body, query, shown):
+    with pytest.raises(RequestError, match=PARTITION_MESSAGE + shown) as caught:
+        parse_predict_request(_body(body), JSON, FEATURES, query=query)
+    assert caught.value.status == 400
+
+
+def test_a_bad_partition_in_an_arrow_request_is_400():
+    with pytest.raises(RequestError, match=PARTITION_MESSAGE + "'-2'") as caught:
+        parse_predict_request(
+            _arrow({"a": [1.0], "b": [2.0]}), ARROW_STREAM, FEATURES, query={"partition": "-2"}
+        )
+    assert caught.value.status == 400
