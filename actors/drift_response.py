@@ -81,6 +81,12 @@ class DriftResponder:
     def boosting(self) -> bool:
         return self._boost_until >= 0
 
+    def record_outcome(self, **outcome: Any) -> None:
+        """Add what carrying out the last action did (e.g. ``forgot_rows``) to its event."""
+        if not self.events:
+            raise RuntimeError("no drift event to add an outcome to")
+        self.events[-1].update(outcome)
+
     def summary(self) -> dict[str, Any]:
         """For status and the report."""
         return {

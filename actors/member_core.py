@@ -238,7 +238,7 @@ class MemberCore:
             # concept that has gone.
             since = self.drift.detector.rows_since_change() or 0
             forgot = self.learner.forget_replay(max(len(y), since))
-            self.drift.events[-1]["forgot_rows"] = forgot
+            self.drift.record_outcome(forgot_rows=forgot)
         elif action == "boost-lr":
             self.learner.set_rate_multiplier(self.config.drift.boost_factor)
         elif action == "end-boost":
