@@ -163,27 +163,25 @@ def multiclass(replica_loop):
     return _Served(MULTICLASS, replica_loop)
 
 
-@pytest.fixture(scope="module")
-def binary_by_partition(replica_loop, binary):
-    """`binary`'s members, in a snapshot with partitions and their own mixing weights."""
+def _by_partition(served: _Served) -> _Served:
+    """`served`'s members, in a snapshot with partitions and their own mixing weights."""
     return _Served(
-        BINARY,
-        replica_loop,
-        binary.learners,
+        served.spec,
+        served.loop,
+        served.learners,
         partitions=PARTITIONS,
         partition_mixing=PARTITION_MIXING,
     )
 
 
 @pytest.fixture(scope="module")
-def multiclass_by_partition(replica_loop, multiclass):
-    return _Served(
-        MULTICLASS,
-        replica_loop,
-        multiclass.learners,
-        partitions=PARTITIONS,
-        partition_mixing=PARTITION_MIXING,
-    )
+def binary_by_partition(binary):
+    return _by_partition(binary)
+
+
+@pytest.fixture(scope="module")
+def multiclass_by_partition(multiclass):
+    return _by_partition(multiclass)
 
 
 @pytest.fixture(scope="module")
@@ -255,9 +253,10 @@ def test_sequence_regression_answers_one_value_per_window_of_each_request(regres
         assert "probabilities" not in answer and "confidence" not in answer
 
 
-def test_concurrent_sequence_requests_share_a_model_call_but_not_windows(replica_loop, monkeypatch):
-    served = _Served(BINARY_CONV1D, replica_loop)
-    calls: list[int] = []  # inputs per model call
+@pytest.fixture
+def model_calls(monkeypatch) -> list[int]:
+    """Inputs per ensemble model call, recorded while the test runs."""
+    calls: list[int] = []
     predict = EnsembleModel.predict
 
     def spy(self, x, mixing):
@@ -265,12 +264,19 @@ def test_concurrent_sequence_requests_share_a_model_call_but_not_windows(replica
         return predict(self, x, mixing)
 
     monkeypatch.setattr(EnsembleModel, "predict", spy)
+    return calls
+
+
+def test_concurrent_sequence_requests_share_a_model_call_but_not_windows(replica_loop, model_calls):
+    served = _Served(BINARY_CONV1D, replica_loop)
+    model_calls.clear()  # building the replica traced its graph with a 1-row call
     series = [_rows(n, seed=n) for n in (5, 8, 13)]
     answers = served.post(*({"rows": _json_rows(rows)} for rows in series))
     for rows, (status, answer) in zip(series, answers, strict=True):
         assert status == 200, answer
         mixed, _ = served.expected(rows)
         np.testing.assert_allclose(answer["probabilities"], mixed, atol=1e-5)
+    calls = model_calls
     assert sum(calls) == 1 + 4 + 9 and max(calls) > 9, calls  # some requests shared a call
 
 
@@ -376,16 +382,8 @@ def test_a_request_without_a_partition_is_answered_as_before(binary, binary_by_p
     assert "partition" not in answer and "mixing" not in answer
 
 
-def test_requests_of_several_partitions_share_a_model_call(binary_by_partition, monkeypatch):
+def test_requests_of_several_partitions_share_a_model_call(binary_by_partition, model_calls):
     served = binary_by_partition
-    calls: list[int] = []  # inputs per model call
-    predict = EnsembleModel.predict
-
-    def spy(self, x, mixing):
-        calls.append(len(x))
-        return predict(self, x, mixing)
-
-    monkeypatch.setattr(EnsembleModel, "predict", spy)
     asked = [(1, 3), (None, 4), (3, 5), (0, 6), (1, 7)]  # (partition, rows)
     rows = [_rows(n, seed=n) for _, n in asked]
     answers = served.post(
@@ -399,6 +397,7 @@ def test_requests_of_several_partitions_share_a_model_call(binary_by_partition, 
         own_weights = None if partition is None else PARTITION_MIXING.get(partition)
         mixed, _ = served.expected(r, MIXING if own_weights is None else own_weights)
         np.testing.assert_allclose(answer["probabilities"], mixed, atol=1e-5)
+    calls = model_calls
     assert sum(calls) == 3 + 4 + 5 + 6 + 7 and max(calls) > 7, calls  # some shared a call
 
 
