@@ -83,7 +83,7 @@ class MockKafka:
                 return name
             if time.monotonic() > deadline:
                 raise TimeoutError(f"mock topic {name!r} did not appear within {timeout_s} s")
-            time.sleep(0.02)
+            time.sleep(0.02)  # polls the topic listing under the deadline above
 
     def produce(
         self,

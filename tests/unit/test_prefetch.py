@@ -11,6 +11,7 @@ import pytest
 from actors.errors import ConfigError, SourceError
 from pipelines.sources import PartitionReader, SourceBatch, SourceSpec, open_source
 from pipelines.sources.prefetch import PrefetchingReader
+from tests.helpers import wait_until
 
 SPEC = SourceSpec("synthetic://hyperplane?rows=20000&features=4", partitions=2, seed=3)
 
@@ -83,13 +84,6 @@ class ScriptedReader:
         self.closed = True
 
 
-def wait_until(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)  # polls a condition under a deadline: nothing to wait on directly
-
-
 def test_is_a_partition_reader():
     reader = PrefetchingReader(plain_reader())
     assert isinstance(reader, PartitionReader)
@@ -125,7 +119,9 @@ def test_a_smaller_request_splits_a_prefetched_batch():
     reader = PrefetchingReader(ScriptedReader(rows=1000))
     first = reader.read_batch(100)
     assert first is not None and first.first_offset == 0
-    wait_until(lambda: len(reader._buffer) == reader.depth)  # read ahead at 100 rows
+    assert wait_until(
+        lambda: len(reader._buffer) == reader.depth, 5.0, 0.005
+    )  # read ahead at 100 rows
     second = reader.read_batch(30)
     third = reader.read_batch(500)
     assert second is not None and (second.first_offset, second.batch.num_rows) == (100, 30)
@@ -172,7 +168,7 @@ def test_close_wakes_a_thread_blocked_on_a_full_buffer():
     inner = ScriptedReader(rows=10**6)
     reader = PrefetchingReader(inner, depth=2)
     reader.read_batch(10)
-    wait_until(lambda: len(reader._buffer) == 2)
+    assert wait_until(lambda: len(reader._buffer) == 2, 5.0, 0.005)
     thread = reader._thread
     assert thread is not None and thread.is_alive()
     began = time.monotonic()
@@ -189,10 +185,10 @@ def test_close_does_not_hang_on_a_thread_stuck_in_the_inner_reader(caplog):
     inner = ScriptedReader(rows=1000)
     reader = PrefetchingReader(inner, depth=2, close_timeout_s=0.2)
     reader.read_batch(10)
-    wait_until(lambda: len(reader._buffer) == 2)
+    assert wait_until(lambda: len(reader._buffer) == 2, 5.0, 0.005)
     inner.gate.clear()  # the next read blocks inside the inner reader
     reader.read_batch(10)  # makes room: the thread enters the blocked read
-    wait_until(lambda: inner.entered == 4)
+    assert wait_until(lambda: inner.entered == 4, 5.0, 0.005)
     began = time.monotonic()
     reader.close()
     assert time.monotonic() - began < 1.0
@@ -222,7 +218,7 @@ def test_a_caller_blocked_in_read_batch_is_released_by_close():
     caller.start()
     # The caller blocks inside read_batch on a queue the test cannot observe; a short
     # pause lets it get there (if it has not, close() must still end it: same assertion).
-    time.sleep(0.05)
+    time.sleep(0.05)  # no condition to wait on: the caller's block is inside the queue
     reader.close_timeout_s = 0.1
     reader.close()
     caller.join(2)
