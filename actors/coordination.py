@@ -39,6 +39,7 @@ from actors.weighting import (
     RecentMean,
     mix_outputs,
     mix_rows,
+    recent_scores,
     row_scores,
 )
 
@@ -596,7 +597,7 @@ class CoordinatorCore:
         return self._policy_params if name == self.policy_name else {}
 
     def _tracker(self) -> RecentMean:
-        return RecentMean(self.window) if self.regression else RecentAccuracy(self.window)
+        return recent_scores(self.task, self.window)
 
     def _overall(self, tracker: RecentMean) -> float | None:
         """Accuracy, or RMSE for regression, over every row the tracker has seen."""

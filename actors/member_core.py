@@ -29,7 +29,7 @@ from actors.learner import OnlineLearner
 from actors.models import build_model, compiled_copy
 from actors.snapshot import SharedSample
 from actors.specs import MemberConfig, ModelSpec
-from actors.weighting import RecentAccuracy, RecentMean, row_scores
+from actors.weighting import RecentMean, recent_scores, row_scores
 from actors.windows import SlidingWindows
 from pipelines.schema import DeadLetter, StreamSchema
 from pipelines.sources.base import PartitionReader
@@ -86,9 +86,7 @@ class MemberCore:
         )
         self.regression = spec.task == "regression"
         # Recent accuracy (classification) or recent squared error (regression).
-        self.recent: RecentMean = (
-            RecentMean(config.window) if self.regression else RecentAccuracy(config.window)
-        )
+        self.recent: RecentMean = recent_scores(spec.task, config.window)
         # Every record read is learned, context of a window, sampled away or dead-lettered.
         self.rows_seen = 0
         self.rows_learned = 0

@@ -48,11 +48,10 @@ import numpy as np
 
 from actors.weighting import (
     POLICIES,
-    RecentAccuracy,
-    RecentMean,
     WeightingPolicy,
     make_policy,
     mix_outputs,
+    recent_scores,
     row_scores,
 )
 
@@ -68,8 +67,7 @@ class _Trial:
 
     def __init__(self, task: str, window: int) -> None:
         self.task = task
-        tracker = RecentMean if task == "regression" else RecentAccuracy
-        self.own, self.overall = tracker(window), tracker(window)
+        self.own, self.overall = recent_scores(task, window), recent_scores(task, window)
 
     def add(
         self, outputs: np.ndarray, labels: np.ndarray, own: np.ndarray, overall: np.ndarray

@@ -60,6 +60,7 @@ __all__ = [
     "make_policy",
     "mix_outputs",
     "mix_rows",
+    "recent_scores",
     "row_scores",
 ]
 
@@ -186,6 +187,12 @@ class RecentAccuracy(RecentMean):
     @property
     def total_correct(self) -> int:
         return round(self.total)
+
+
+def recent_scores(task: str, window: int) -> RecentMean:
+    """The window that holds `row_scores` of `task`: hits (accuracy) for classification,
+    squared errors (MSE) for regression."""
+    return RecentMean(window) if task == "regression" else RecentAccuracy(window)
 
 
 def row_scores(task: str, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
