@@ -5,12 +5,18 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Target", "concurrent_rate", "interleave", "percentile_ms", "sequential_latencies"]
+__all__ = [
+    "Target",
+    "alternating_latencies",
+    "concurrent_rate",
+    "percentile_ms",
+    "sequential_latencies",
+]
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,32 @@ def percentile_ms(latencies: np.ndarray, q: float) -> float:
     return float(np.percentile(latencies, q) * 1000.0)
 
 
-def interleave(rounds: int, steps: list[Callable[[], None]]) -> None:
-    """Run each step once per round, alternating, so drift on a noisy machine hits all alike."""
-    for _ in range(rounds):
-        for step in steps:
-            step()
+def alternating_latencies(
+    targets: Mapping[str, Target], cycles: int, seed: int = 0
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """One request to every target per cycle, `cycles` times; latencies (seconds) and
+    failure counts per target.
+
+    Each target has its own kept-alive connection. Request ``i`` of every target is sent
+    within the same few milliseconds, so load that comes and goes on a shared machine
+    lands on all targets alike, and ``latencies[a][i] - latencies[b][i]`` is a paired
+    difference. Every cycle takes the targets in a fresh random order (seeded): a request
+    can be slowed by what the previous one left running (its replica's bookkeeping after
+    the answer), and a fixed order would always hand one target the same predecessor.
+    """
+    names = list(targets)
+    latencies = {name: np.empty(cycles) for name in names}
+    failures = dict.fromkeys(names, 0)
+    connections = {name: targets[name].connect() for name in names}
+    order = np.random.default_rng(seed)
+    try:
+        for i in range(cycles):
+            for name in order.permutation(names).tolist():
+                began = time.perf_counter()
+                if targets[name].send(connections[name]) != 200:
+                    failures[name] += 1
+                latencies[name][i] = time.perf_counter() - began
+    finally:
+        for connection in connections.values():
+            connection.close()
+    return latencies, failures

@@ -3,10 +3,12 @@
 In one run, on one Ray: (a) a trivial Serve deployment that returns a constant (the
 floor: HTTP proxy, routing, replica round trip), and (b) the 4-member ensemble after a
 short training run, both answering a 1-row JSON request. Latency is measured with one
-kept-alive client in interleaved rounds; requests/s with several concurrent clients;
-bulk rows/s with 1,024-row Arrow IPC requests to the ensemble.
+kept-alive client per target, one request to each target in turn, in a fresh random
+order per turn, so that both meet the same moment's load on a shared machine
+(`alternating_latencies`); requests/s with several concurrent clients; bulk rows/s with
+1,024-row Arrow IPC requests to the ensemble.
 
-Also, interleaved with the two: (c) a second replica of the same ensemble (same
+Also, alternating with the two: (c) a second replica of the same ensemble (same
 coordinator, same snapshots) whose graph computes in TensorFlow instead of the default
 NumPy forward pass of MLP members, so the run shows what that path saves
 (``ensemble_tensorflow_*``, ``tensorflow_added_p50_ms``).
@@ -14,7 +16,6 @@ NumPy forward pass of MLP members, so the run shows what that path saves
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import tempfile
@@ -30,8 +31,8 @@ from actors.requests import ARROW_STREAM
 from actors.serve_app import build_app
 from pipelines.bench.latency import (
     Target,
+    alternating_latencies,
     concurrent_rate,
-    interleave,
     percentile_ms,
     sequential_latencies,
 )
@@ -66,8 +67,7 @@ def run_serve_bench(
     port: int = 8000,
     members: int = 4,
     train_rows: int = 100_000,
-    rounds: int = 5,
-    requests_per_round: int = 200,
+    requests: int = 1000,
     clients: int = 4,
     rate_seconds: float = 5.0,
     bulk_requests: int = 40,
@@ -108,15 +108,7 @@ def run_serve_bench(
             }
             for target in targets.values():  # warm every path before measuring
                 sequential_latencies(target, 50)
-            samples: dict[str, list[np.ndarray]] = {name: [] for name in targets}
-            failures = dict.fromkeys(targets, 0)
-
-            def measure(name: str) -> None:
-                latencies, failed = sequential_latencies(targets[name], requests_per_round)
-                samples[name].append(latencies)
-                failures[name] += failed
-
-            interleave(rounds, [functools.partial(measure, name) for name in targets])
+            samples, failures = alternating_latencies(targets, requests, seed)
             floor, ensemble = targets["floor"], targets["ensemble"]
             floor_rps, floor_rate_failures = concurrent_rate(floor, clients, rate_seconds)
             ensemble_rps, ensemble_rate_failures = concurrent_rate(ensemble, clients, rate_seconds)
@@ -127,9 +119,8 @@ def run_serve_bench(
             bulk_latencies, bulk_failures = sequential_latencies(bulk, bulk_requests)
         finally:
             job.shutdown()
-    floor_all = np.concatenate(samples["floor"])
-    ensemble_all = np.concatenate(samples["ensemble"])
-    tensorflow_all = np.concatenate(samples["ensemble_tensorflow"])
+    floor_all, ensemble_all = samples["floor"], samples["ensemble"]
+    tensorflow_all = samples["ensemble_tensorflow"]
     result = {
         "members": members,
         "requests_per_target": int(floor_all.size),
@@ -150,6 +141,9 @@ def run_serve_bench(
         "clients_for_rate": clients,
     }
     result["added_p50_ms"] = result["ensemble_p50_ms"] - result["floor_p50_ms"]
+    # The median of the per-request differences: request i of each target was sent at the
+    # same moment, so this is the added time under the same load, request by request.
+    result["paired_added_p50_ms"] = float(np.median(ensemble_all - floor_all) * 1000.0)
     result["p99_ratio"] = result["ensemble_p99_ms"] / result["floor_p99_ms"]
     result["tensorflow_added_p50_ms"] = (
         result["ensemble_tensorflow_p50_ms"] - result["floor_p50_ms"]
