@@ -79,25 +79,36 @@ def test_with_detection_a_member_regains_its_accuracy_sooner_after_a_switch(seed
     assert rows_on is not None and rows_off is not None and rows_on < 0.7 * rows_off
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_forgetting_the_replayed_rows_from_before_a_switch_regains_accuracy_sooner(seed):
+@pytest.mark.slow
+def test_forgetting_the_replayed_rows_from_before_a_switch_regains_accuracy_sooner():
     # A job's member: replay from the newest 512 rows, 3 per new row, 8-row steps. After
     # the switch its memory is full of rows whose labels the switch inverted, and without
     # `forget` it keeps learning them until the window has turned over.
+    #
+    # Over eight streams, not per stream: the rows to regain 95% vary a lot from one seed
+    # to the next (with TensorFlow 2.21 / Keras 3.15, forgetting took 0.38x to 1.05x the
+    # rows of keeping them; seed 0 went from 0.71x to 0.86x between library versions), so
+    # one or two seeds would test the luck of the draw, not the action.
     replay = StrategySpec(name="replay", step_rows=8)
-    _, kept = _member(DriftSpec("adwin", "none"), seed, strategy=replay)
-    core, forgot = _member(DriftSpec("adwin", "forget"), seed, strategy=replay)
-    drift = core.stats()["drift"]
-    rows_kept, rows_forgot = _rows_to_regain(kept), _rows_to_regain(forgot)
-    event = drift["events"][0]
-    print(f"seed {seed}: 95% regained after {rows_kept} rows keeping them, {rows_forgot} not;")
-    print(f"  detected at {event['rows']}, forgot {event['forgot_rows']} of 512 rows")
-    assert drift["acted"] == 1 and event["action"] == "forget"
-    assert SWITCH < event["rows"] < SWITCH + 1_000
-    # What stayed is ADWIN's estimate of the rows since the switch, at least one batch.
-    assert 512 - event["forgot_rows"] <= event["rows"] - SWITCH + 128
-    assert event["forgot_rows"] > 0
-    assert rows_kept is not None and rows_forgot is not None and rows_forgot < 0.8 * rows_kept
+    total_kept = total_forgot = 0
+    for seed in range(8):
+        _, kept = _member(DriftSpec("adwin", "none"), seed, strategy=replay)
+        core, forgot = _member(DriftSpec("adwin", "forget"), seed, strategy=replay)
+        drift = core.stats()["drift"]
+        rows_kept, rows_forgot = _rows_to_regain(kept), _rows_to_regain(forgot)
+        event = drift["events"][0]
+        print(f"seed {seed}: 95% regained after {rows_kept} rows keeping them, {rows_forgot} not;")
+        print(f"  detected at {event['rows']}, forgot {event['forgot_rows']} of 512 rows")
+        assert drift["acted"] == 1 and event["action"] == "forget"
+        assert SWITCH < event["rows"] < SWITCH + 1_000
+        # What stayed is ADWIN's estimate of the rows since the switch, at least one batch.
+        assert 512 - event["forgot_rows"] <= event["rows"] - SWITCH + 128
+        assert event["forgot_rows"] > 0
+        assert rows_kept is not None and rows_forgot is not None
+        total_kept += rows_kept
+        total_forgot += rows_forgot
+    print(f"all seeds: {total_forgot} rows forgetting, {total_kept} keeping")
+    assert total_forgot < 0.8 * total_kept
 
 
 def test_detections_in_the_cool_down_are_recorded_not_acted_on():
