@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup run test check format unit integration bench clean
 
-$(STAMP): pyproject.toml
+# .ci/constraints.txt pins the versions the tests and docs/benchmarks.md were measured with.
+$(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[kafka,dev,bench]'
+	$(PY) -m pip install -q -c .ci/constraints.txt -e '.[kafka,dev,bench]'
 	touch $(STAMP)
 
 setup: $(STAMP)
