@@ -44,18 +44,8 @@ class Target:
 
 def sequential_latencies(target: Target, requests: int) -> tuple[np.ndarray, int]:
     """Latency of each of `requests` back-to-back requests (seconds), and the failure count."""
-    latencies = np.empty(requests)
-    failures = 0
-    connection = target.connect()
-    try:
-        for i in range(requests):
-            began = time.perf_counter()
-            if target.send(connection) != 200:
-                failures += 1
-            latencies[i] = time.perf_counter() - began
-    finally:
-        connection.close()
-    return latencies, failures
+    latencies, failures = alternating_latencies({"target": target}, requests)
+    return latencies["target"], failures["target"]
 
 
 def concurrent_rate(target: Target, clients: int, seconds: float) -> tuple[float, int]:
