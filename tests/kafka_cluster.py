@@ -29,6 +29,7 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from pipelines.sources.kafka import produce_batches, produce_messages
+from tests.helpers import wait_until
 
 MOCK_PARTITIONS = 4
 """Partitions of every topic the mock cluster creates."""
@@ -72,18 +73,18 @@ class MockKafka:
         """
         name = name or self.topic_name()
         producer = self._require()
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def visible() -> bool:
             topic = producer.list_topics(name, timeout=timeout_s).topics.get(name)
-            if (
+            return (
                 topic is not None
                 and topic.error is None
                 and len(topic.partitions) >= MOCK_PARTITIONS
-            ):
-                return name
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mock topic {name!r} did not appear within {timeout_s} s")
-            time.sleep(0.02)  # polls the topic listing under the deadline above
+            )
+
+        if not wait_until(visible, timeout_s, interval_s=0.02):
+            raise TimeoutError(f"mock topic {name!r} did not appear within {timeout_s} s")
+        return name
 
     def produce(
         self,

@@ -216,9 +216,12 @@ def test_a_caller_blocked_in_read_batch_is_released_by_close():
 
     caller = threading.Thread(target=read)
     caller.start()
-    # The caller blocks inside read_batch on a queue the test cannot observe; a short
-    # pause lets it get there (if it has not, close() must still end it: same assertion).
-    time.sleep(0.05)  # no condition to wait on: the caller's block is inside the queue
+    # The caller starts the read-ahead thread holding the reader's lock and keeps it until
+    # its wait for a batch releases it; the gate keeps the buffer empty. So once the
+    # thread exists and the lock can be taken, the caller is blocked inside read_batch.
+    assert wait_until(lambda: reader._thread is not None, 5.0, 0.005)
+    with reader._changed:
+        assert not reader._buffer and caller.is_alive()
     reader.close_timeout_s = 0.1
     reader.close()
     caller.join(2)

@@ -276,8 +276,8 @@ def test_concurrent_sequence_requests_share_a_model_call_but_not_windows(replica
         assert status == 200, answer
         mixed, _ = served.expected(rows)
         np.testing.assert_allclose(answer["probabilities"], mixed, atol=1e-5)
-    calls = model_calls
-    assert sum(calls) == 1 + 4 + 9 and max(calls) > 9, calls  # some requests shared a call
+    # Some requests shared a call.
+    assert sum(model_calls) == 1 + 4 + 9 and max(model_calls) > 9, model_calls
 
 
 @pytest.mark.parametrize(
@@ -397,8 +397,8 @@ def test_requests_of_several_partitions_share_a_model_call(binary_by_partition, 
         own_weights = None if partition is None else PARTITION_MIXING.get(partition)
         mixed, _ = served.expected(r, MIXING if own_weights is None else own_weights)
         np.testing.assert_allclose(answer["probabilities"], mixed, atol=1e-5)
-    calls = model_calls
-    assert sum(calls) == 3 + 4 + 5 + 6 + 7 and max(calls) > 7, calls  # some shared a call
+    # Some shared a call.
+    assert sum(model_calls) == 3 + 4 + 5 + 6 + 7 and max(model_calls) > 7, model_calls
 
 
 def test_a_partition_gone_from_the_snapshot_by_batch_time_is_mixed_overall(
