@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from actors.batch_schedule import batch_rows
 from actors.best_snapshot import BestSnapshotGuard
 from actors.compiled import FixedSignatureFunction
 from actors.drift_response import DriftResponder
@@ -93,6 +94,9 @@ class MemberCore:
         self.rows_sampled = 0
         self.dead_letter = 0
         self.batches = 0
+        # rows_learned when learning last started over (at 0, or on answering a drift):
+        # batches grow from `batch_start` with the rows learned since (batch_schedule).
+        self.started_over_at = 0
         self.idle_steps = 0  # steps where every live partition stayed quiet for max_wait
         self.last_learned: tuple[int | None, np.ndarray] | None = None
         self.intake = PartitionIntake(
@@ -143,16 +147,30 @@ class MemberCore:
         prepared = self.read_batch()
         return None if prepared is None else self.learn_batch(prepared)
 
-    def read_batch(self) -> _Prepared | None:
+    def read_batch(self, rows: int | None = None) -> _Prepared | None:
         """Take the next partition's rows (`PartitionIntake`) and make them ready to learn.
 
         `step` is `read_batch` then `learn_batch`; the accuracy harness calls them apart
         to have the ensemble answer the batch before this member learns it.
+
+        Args:
+            rows: most rows to take; by default the member's own batch schedule
+                (`next_batch_rows`). The harness's single model follows the ensemble's
+                batches with it, so that both read the stream in the same order.
         """
+        self.intake.batch_size = self.next_batch_rows() if rows is None else rows
         intake = self.intake.next()
         if intake is not None and intake.partition is None:
             self.idle_steps += 1
         return None if intake is None else self._prepare(intake)
+
+    def next_batch_rows(self) -> int:
+        """Rows the next batch takes: small while the network is young (`batch_schedule`)."""
+        return batch_rows(
+            self.rows_learned - self.started_over_at,
+            self.config.batch_start,
+            self.config.batch_size,
+        )
 
     def _prepare(self, intake: Intake) -> _Prepared:
         """Validate the rows, dead-letter bad rows and labels, and window them if needed."""
@@ -227,6 +245,10 @@ class MemberCore:
         """Feed the step's scores to the drift detector; carry out the action it calls for."""
         assert self.drift is not None
         action = self.drift.observe(scores, self.rows_learned, self.recent.value())
+        if action in ("reset", "forget", "boost-lr"):
+            # A new concept: the steep part of the learning curve again, where fresh
+            # answers are worth small batches.
+            self.started_over_at = self.rows_learned
         if action == "reset":
             # Fitted on the very batch that showed the drift: post-drift rows already.
             self.learner.reset_network(x, y)
@@ -364,6 +386,7 @@ class MemberCore:
         "dead_letter",
         "batches",
         "released_context",
+        "started_over_at",
     )
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -372,6 +372,10 @@ class MemberConfig:
         model: the network to train.
         strategy: how the network is updated.
         batch_size: rows per training step.
+        batch_start: rows of a member's first batches, which grow to `batch_size` with the
+            rows it learns and start small again after it answers a drift
+            (`actors.batch_schedule`); None: every batch is `batch_size` (a job's default
+            is 8, `JobConfig.batch_start`).
         eval_fraction: share of good rows forwarded to the shared evaluation sample.
         eval_max_rows: most sampled rows a member holds for its next publish; past it the
             oldest go (they were learned anyway, only not scored). Bounds the member's
@@ -397,6 +401,7 @@ class MemberConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
     strategy: StrategySpec = field(default_factory=StrategySpec)
     batch_size: int = 128
+    batch_start: int | None = None
     eval_fraction: float = 0.05
     eval_max_rows: int = 1024
     window: int = 2000
@@ -413,6 +418,8 @@ class MemberConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_start is not None and self.batch_start < 1:
+            raise ConfigError(f"batch_start must be >= 1 (or None), got {self.batch_start}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.eval_max_rows < 1:

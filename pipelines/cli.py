@@ -345,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"rows a member reads, scores and learns at a time (default {_default('batch_size')})",
     )
     run.add_argument(
+        "--batch-start",
+        type=_positive_int,
+        help="rows of a member's first batches, doubling up to --batch-size as it learns and "
+        f"after each drift it answers (default {_default('batch_start')})",
+    )
+    run.add_argument(
         "--step-rows",
         type=_positive_int,
         help="rows per optimizer step: a batch is learned in ceil(batch/step) steps (default "

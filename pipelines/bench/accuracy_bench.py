@@ -144,7 +144,9 @@ def _run_stream(
         run.members.items(), key=lambda item: StreamScores(item[1], run.y, regression).accuracy()
     )
     per_row["best_member"] = best
-    per_row["single_model"], rows_per_s["single_model"] = replay_single_model(config, run.y)
+    per_row["single_model"], rows_per_s["single_model"] = replay_single_model(
+        config, run.y, run.batch_rows
+    )
     for learner in river:
         per_row[learner], rows_per_s[learner] = run_river(learner, run.x, run.y, task, seed)
     scored = {key: StreamScores(scores, run.y, regression) for key, scores in per_row.items()}

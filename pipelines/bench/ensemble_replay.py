@@ -74,6 +74,8 @@ class EnsembleRun:
             first call of a member's step traces its graph, a one-off that every bench
             here leaves out of a rate, as River's clock leaves out building its learner).
         final_weights: the coordinator's mixing weights at the end.
+        batch_rows: the rows each batch asked for, in stream order (members' batches
+            grow, `actors.batch_schedule`); the single model reads the same batches.
     """
 
     x: np.ndarray
@@ -86,6 +88,7 @@ class EnsembleRun:
     learn_s: float
     learn_rows: int
     final_weights: dict[int, float] = field(default_factory=dict)
+    batch_rows: list[int] = field(default_factory=list)
 
 
 def _open(config: JobConfig) -> tuple[StreamSource, dict[int, list[int]]]:
@@ -142,17 +145,20 @@ def replay_ensemble(
     ys: list[np.ndarray] = []
     partitions: list[np.ndarray] = []
     since_publish = dict.fromkeys(ids, 0)
+    batch_rows: list[int] = []
     clock = _LearnClock()
     active = list(ids)
     while active:
         for mid in list(active):
             member = members[mid]
+            rows = member.next_batch_rows()
             started = time.perf_counter()
-            prepared = member.read_batch()
+            prepared = member.read_batch(rows)
             read_s = time.perf_counter() - started
             if prepared is None:
                 active.remove(mid)
                 continue
+            batch_rows.append(rows)
             if len(prepared.y):
                 outputs = _answers(members, ids, prepared.x)
                 # The weights Serve mixes a request naming this batch's partition with.
@@ -189,13 +195,20 @@ def replay_ensemble(
         learn_s=clock.seconds,
         learn_rows=clock.rows,
         final_weights={mid: round(float(w), 4) for mid, w in zip(ids, weights, strict=True)},
+        batch_rows=batch_rows,
     )
 
 
-def replay_single_model(config: JobConfig, expected_y: np.ndarray) -> tuple[np.ndarray, float]:
+def replay_single_model(
+    config: JobConfig, expected_y: np.ndarray, batch_rows: list[int]
+) -> tuple[np.ndarray, float]:
     """One member of the same settings reading *every* partition: the model that sees all
     rows, in the same order as the ensemble (its reader round-robins over partitions one
     batch at a time, as the ensemble's loop does).
+
+    It reads the ensemble's batches (`EnsembleRun.batch_rows`), so the stream order is
+    the same. That favours it a little: by its own schedule, learning every row, its
+    batches would grow to full size in a quarter of the stream a member takes.
 
     Returns:
         Its per-row scores (answered with its served network before learning each batch)
@@ -213,9 +226,10 @@ def replay_single_model(config: JobConfig, expected_y: np.ndarray) -> tuple[np.n
     scores: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     clock = _LearnClock()
+    next_rows = iter(batch_rows)
     while True:
         started = time.perf_counter()
-        prepared = member.read_batch()
+        prepared = member.read_batch(next(next_rows, None))
         read_s = time.perf_counter() - started
         if prepared is None:
             break

@@ -137,10 +137,12 @@ def job_config(batch: int, rows: int, seed: int, read_rows: int | None = None) -
     # One optimizer step per `batch` rows (step_rows = batch) on those rows alone
     # (finetune: no replayed rows), as train_on_batch takes: the bench compares the cost
     # around a step, not how many steps, or how many rows per step, a row is learned in.
+    # Every read is `read_rows` from the first (batch_start: no small first reads).
     config = JobConfig.build(
         members=1,
         rows=rows,
         batch_size=read_rows,
+        batch_start=read_rows,
         step_rows=batch,
         strategy="finetune",
         seed=seed,

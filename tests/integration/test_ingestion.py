@@ -233,7 +233,17 @@ def test_a_member_on_a_slow_stream_gathers_min_batch_rows(ray_local, tmp_path):
     """Rows trickle in at 400/s per partition: steps wait (bounded) to gather rows."""
     produced = 2 * 1_200
     source = f"synthetic://hyperplane?rate=400&rows={produced}"
-    job, report = run(tmp_path, source, members=2, min_batch=64, max_wait_ms=200, batch_size=128)
+    # Full-size batches from the first row (batch_start): this counts steps to show the
+    # gathering, and a young member's small first batches (batch_schedule) are steps too.
+    job, report = run(
+        tmp_path,
+        source,
+        members=2,
+        min_batch=64,
+        max_wait_ms=200,
+        batch_size=128,
+        batch_start=128,
+    )
     try:
         reconciles(report, produced)
         assert report["rows_sampled"] == 0

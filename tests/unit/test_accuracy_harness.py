@@ -36,7 +36,11 @@ def test_the_replay_scores_every_row_once_and_weighs_down_a_noise_partition() ->
     assert run.final_weights[3] < 0.1 < min(run.final_weights[m] for m in (0, 1, 2))
     # Scored on every row, the noise member is near chance and the others well above it.
     assert run.members[3].mean() < 0.75 < min(run.members[m].mean() for m in (0, 1, 2))
-    single, single_rows_per_s = replay_single_model(config, run.y)
+    # Members' batches start at 8 rows and grow to 128 (batch_schedule); the single
+    # model reads the same batches, so the same stream order (else it raises).
+    assert run.batch_rows[:4] == [8] * 4 and run.batch_rows[-8:-4] == [128] * 4
+    assert sum(run.batch_rows) >= rows
+    single, single_rows_per_s = replay_single_model(config, run.y, run.batch_rows)
     assert len(single) == rows and single_rows_per_s > 0
     assert 0 < run.learn_rows < rows and run.learn_s > 0  # first batches are not timed
 
