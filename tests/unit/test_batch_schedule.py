@@ -71,7 +71,8 @@ def test_a_member_that_answers_a_drift_starts_small_again_and_a_restore_keeps_it
     core = MemberCore(0, [ArrayReader(x, y)], SCHEMA, config)
     sizes = _learned_sizes(core)
     assert core.stats()["drift"]["acted"] >= 1
-    restarted = [i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1] and i < len(sizes) - 1]
+    # A batch smaller than the one before, the stream's last (short) batch left out.
+    restarted = [i for i in range(1, len(sizes) - 1) if sizes[i] < sizes[i - 1]]
     assert restarted, sizes
     at = sum(sizes[: restarted[0]])
     assert switch <= at <= switch + 1500  # after the switch, once ADWIN saw it
